@@ -1,0 +1,1 @@
+"""LLaRA adaptation: EBAE/EBAR pretraining and contrastive fine-tuning."""
