@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -121,6 +122,19 @@ def resize_for_tokenizer(model, tokenizer) -> int:
     return len(tokenizer) - old
 
 
+@contextmanager
+def _quiet_transformers():
+    """transformers prints a load report for every expected unused weight; we report what matters."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def _forget_gguf_origin(model) -> None:
     """transformers dequantises GGUF weights to plain tensors but then refuses to save the model;
     dropping the quantizer marks lets it be saved (and trained) like any other."""
@@ -156,9 +170,14 @@ def load_model(
     # An adapter was trained on the causal LM; merge it there, then keep the body.
     auto = AutoModelForCausalLM if (causal_lm or source.adapter) else AutoModel
     try:
-        model = auto.from_pretrained(source.base, **kwargs)
+        with _quiet_transformers():
+            model, info = auto.from_pretrained(source.base, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as error:
         raise _hub_hint(source.base, error) from error
+    # The body of a causal-LM checkpoint leaves lm_head unused: expected. Missing weights are not.
+    if info.get("missing_keys"):
+        logger.warning("%s lacks weights for %s: they are randomly initialised", source.base,
+                       ", ".join(sorted(info["missing_keys"])))
     if source.gguf_file:
         _forget_gguf_origin(model)
     resize_for_tokenizer(model, tokenizer)

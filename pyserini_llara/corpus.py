@@ -1,0 +1,158 @@
+"""Documents to index, streamed from a Pyserini JSONL collection or an ir-datasets corpus.
+
+Every record is checked while it streams, and a bad one stops the run with the file and
+line it came from: an index built over a silently skipped or duplicated document would
+give wrong evaluation numbers without any sign of it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .template import join_title
+
+ID_FIELDS = ("id", "_id", "docid")  # Pyserini's order of preference.
+SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be indexed as it is; the message names the place and the fix."""
+
+
+@dataclass(frozen=True)
+class Document:
+    docid: str
+    text: str
+
+
+def corpus_files(path: str | os.PathLike) -> list[Path]:
+    """A JSONL file, or the *.jsonl / *.jsonl.gz files of a directory in name order (a stable order)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(SUFFIXES))
+    if not files:
+        raise CorpusError(f"{path} holds no *.jsonl or *.jsonl.gz files")
+    return files
+
+
+def _valid_docid(docid: str) -> bool:
+    # Pyserini's docid file is one id per line and TREC runs split on whitespace.
+    return bool(docid) and not any(ch.isspace() for ch in docid)
+
+
+def parse_record(record, where: str) -> Document:
+    """One decoded JSON line -> Document. Text: ``contents``, else ``title`` + ``text``, else ``text``."""
+    if not isinstance(record, dict):
+        raise CorpusError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    field = next((f for f in ID_FIELDS if f in record), None)
+    if field is None:
+        raise CorpusError(f"{where}: no document id; give each line an {' / '.join(ID_FIELDS)} field")
+    docid = record[field]
+    if isinstance(docid, bool) or not isinstance(docid, (str, int)):
+        raise CorpusError(f"{where}: {field} must be a string or an integer, got {docid!r}")
+    docid = str(docid)
+    if not _valid_docid(docid):
+        raise CorpusError(f"{where}: document id {docid!r} is empty or contains whitespace, "
+                          "which Pyserini's docid file and TREC runs cannot hold")
+    if isinstance(record.get("contents"), str):
+        return Document(docid, record["contents"])
+    if isinstance(record.get("text"), str):
+        title = record.get("title")
+        if "title" in record and title is not None and not isinstance(title, str):
+            raise CorpusError(f"{where}: title of document {docid!r} must be a string, got {title!r}")
+        return Document(docid, join_title(title, record["text"]) if "title" in record else record["text"])
+    raise CorpusError(f"{where}: document {docid!r} has no text; give it a string `contents` field "
+                      "(or `text`, optionally with `title`)")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        yield from enumerate(handle, start=1)
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[Document]:
+    """Stream the documents of a JSONL file or directory, failing at the first bad line."""
+    seen: set[str] = set()
+    for file in corpus_files(path):
+        for number, raw in _lines(file):
+            where = f"{file}, line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise CorpusError(f"{where}: not valid UTF-8 (byte {error.start}); "
+                                  "re-encode the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise CorpusError(f"{where}: malformed JSON ({error.msg} at character {error.pos + 1})") from None
+            doc = parse_record(record, where)
+            if doc.docid in seen:
+                raise CorpusError(f"{where}: duplicate document id {doc.docid!r} "
+                                  f"(first at {_first_location(path, doc.docid)})")
+            seen.add(doc.docid)
+            yield doc
+
+
+def _first_location(path: str | os.PathLike, docid: str) -> str:
+    """Found again on error only, so the normal pass keeps no per-document location."""
+    for file in corpus_files(path):
+        for number, raw in _lines(file):
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            field = next((f for f in ID_FIELDS if f in record), None) if isinstance(record, dict) else None
+            if field is not None and str(record[field]) == docid:
+                return f"{file}, line {number}"
+    return "an earlier line"
+
+
+def read_ir_dataset(dataset_id: str) -> Iterator[Document]:
+    """Stream an ir-datasets corpus. Documents with ``title`` and ``text`` are joined as JSONL ones are."""
+    import ir_datasets
+
+    dataset = ir_datasets.load(dataset_id)
+    if not dataset.has_docs():
+        raise CorpusError(f"ir-datasets {dataset_id!r} has no documents; name the corpus, e.g. its parent id")
+    seen: set[str] = set()
+    for number, doc in enumerate(dataset.docs_iter(), start=1):
+        where = f"ir-datasets {dataset_id}, document {number}"
+        if not _valid_docid(doc.doc_id):
+            raise CorpusError(f"{where}: document id {doc.doc_id!r} is empty or contains whitespace")
+        if doc.doc_id in seen:
+            raise CorpusError(f"{where}: duplicate document id {doc.doc_id!r}")
+        seen.add(doc.doc_id)
+        fields = doc._fields
+        if "title" in fields and "text" in fields:
+            text = join_title(doc.title, doc.text)
+        elif hasattr(doc, "default_text"):
+            text = doc.default_text()
+        else:
+            raise CorpusError(f"{where}: {type(doc).__name__} has neither title/text fields nor default_text()")
+        if not isinstance(text, str):
+            raise CorpusError(f"{where}: document {doc.doc_id!r} has no text")
+        yield Document(doc.doc_id, text)
+
+
+def is_ir_dataset(name: str) -> bool:
+    import ir_datasets
+
+    return name in ir_datasets.registry
+
+
+def read_corpus(source: str | os.PathLike) -> Iterator[Document]:
+    """An existing path is read as JSONL; any other name as an ir-datasets id."""
+    if os.path.exists(source):
+        return read_jsonl(source)
+    if is_ir_dataset(str(source)):
+        return read_ir_dataset(str(source))
+    raise CorpusError(f"{source} is neither an existing JSONL file or directory nor an ir-datasets id")
