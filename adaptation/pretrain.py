@@ -1,0 +1,186 @@
+"""EBAE/EBAR adaptation of a decoder-only LM into a LLaRA retriever (unsupervised, on plain text).
+
+Adds <s1>..<s16> to a base model that lacks them, chunks the training text (or reads a
+release-format JSONL as is), and trains one joint forward pass per example on
+LM x lm_weight + EBAE x ebae_weight + EBAR x ebar_weight (release: 1, 0.05, 0.05). The result in
+OUTPUT_DIR is what `--encoder llara:OUTPUT_DIR` loads. Rerunning the same command resumes an
+interrupted run from its last checkpoint. Run it under `accelerate launch` for several GPUs or
+nodes (configs in examples/accelerate/).
+
+Examples:
+  python -m adaptation.pretrain --model_name_or_path HuggingFaceTB/SmolLM2-135M \\
+      --train_data enwiki-pages-articles.xml.bz2 --output_dir runs/smollm2-llara --max_steps 1000
+  accelerate launch --config_file examples/accelerate/deepspeed_zero1.yaml -m adaptation.pretrain \\
+      --model_name_or_path meta-llama/Llama-2-7b-hf --train_data pretrain.jsonl --output_dir runs/llara \\
+      --mixed_precision bf16 --gradient_checkpointing --per_device_train_batch_size 8
+  python -m adaptation.pretrain args.json          # all arguments from a JSON file
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pyserini_llara.modeling import ModelLoadError
+
+from .data import READY_KEYS, DataError, JsonlExamples, PretrainCollator, expand_sources
+from .objective import LossWeights, PretrainObjective
+from .prepare import ChunkArguments, HelpFormatter, PrepareArguments, prepare
+from .training import NonFiniteLossError, TrainingArguments, train
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    _argument_group_name = "model"
+
+    model_name_or_path: str = field(metadata={
+        "help": "Base causal LM: hub id, local directory or .gguf file. It needs its LM head; the LLaRA "
+                "tokens are added (and the embeddings resized) if missing."})
+    dtype: str = field(default="float32", metadata={
+        "help": "Weights dtype: float32 (use --mixed_precision bf16 for speed), bfloat16 or float16."})
+    attn_implementation: str = field(default="sdpa", metadata={
+        "help": "sdpa or eager. Flash attention cannot take the EBAR mask (a 4-D float mask)."})
+
+    def __post_init__(self):
+        if self.attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(f"attn_implementation must be sdpa or eager, got {self.attn_implementation!r}")
+
+
+@dataclass
+class DataArguments(ChunkArguments):
+    _argument_group_name = "data"
+
+    train_data: list[str] = field(default_factory=list, metadata={
+        "help": "Training text: a release-format JSONL (input/output_summarize/output_predict), or raw sources "
+                "as for adaptation.prepare (text, JSONL, Wikipedia .xml.bz2, directories, irds:ID), chunked "
+                "into OUTPUT_DIR/data/train.jsonl first."})
+    max_text_tokens: int = field(default=256, metadata={
+        "help": "Text tokens per example after truncation (the template's tokens come on top)."})
+    remove_stopwords: bool = field(default=True, metadata={
+        "help": "Drop English stop words and ! , . ? from the bag-of-words targets (release: on)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.train_data:
+            raise ValueError("missing --train_data")
+
+
+@dataclass
+class ObjectiveArguments:
+    _argument_group_name = "objective (loss weights)"
+
+    lm_weight: float = field(default=1.0, metadata={"help": "Weight of the next-token LM loss on the text."})
+    ebae_weight: float = field(default=0.05, metadata={
+        "help": "Weight of EBAE (bag of words of the text itself, from <s1>..<s8>)."})
+    ebar_weight: float = field(default=0.05, metadata={
+        "help": "Weight of EBAR (bag of words of the next chunk, from <s9>..<s16>)."})
+
+    def weights(self) -> LossWeights:
+        return LossWeights(lm=self.lm_weight, ebae=self.ebae_weight, ebar=self.ebar_weight)
+
+
+def check_lm_head(name_or_path: str) -> None:
+    """Fail early on a saved transformer body: EBAE/EBAR predicts words through the LM head."""
+    config = Path(name_or_path) / "config.json"
+    if not config.is_file():
+        return
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    if architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        raise ModelLoadError(f"{name_or_path} holds {', '.join(architectures)}, a model without an LM head; EBAE/EBAR "
+                        "pretraining needs the causal LM (e.g. the base model it came from, *ForCausalLM)")
+
+
+def is_ready_made(path: str) -> bool:
+    """A single JSONL whose first record has the release's three fields is used without re-chunking."""
+    if not path.endswith(".jsonl") or not Path(path).is_file():
+        return False
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    return all(k in json.loads(line) for k in READY_KEYS)
+                except json.JSONDecodeError:
+                    return False
+    return False
+
+
+def training_examples(data_args: DataArguments, tokenizer, output_dir: str, tokenizer_name: str) -> JsonlExamples:
+    """The dataset: the given release-format JSONL, or OUTPUT_DIR/data/train.jsonl prepared once (reused on resume)."""
+    from accelerate import PartialState
+
+    sources = expand_sources(data_args.train_data)
+    if len(sources) == 1 and is_ready_made(sources[0]):
+        return JsonlExamples(sources[0], limit=data_args.max_examples)
+    target = Path(output_dir) / "data" / "train.jsonl"
+    settings = PrepareArguments(**{k: v for k, v in asdict(data_args).items() if k in ChunkArguments.__dataclass_fields__},
+                                input=list(data_args.train_data), output=str(target), tokenizer=tokenizer_name)
+    stats_file = Path(str(target) + ".stats.json")
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            previous = json.loads(stats_file.read_text())["arguments"] if stats_file.is_file() and target.is_file() else None
+            if previous != asdict(settings):
+                prepare(settings, tokenizer)
+    return JsonlExamples(target)
+
+
+def pretrain(model_args: ModelArguments, data_args: DataArguments, objective_args: ObjectiveArguments,
+             training_args: TrainingArguments) -> Path:
+    """Load, adapt and export; returns the output directory (importable form of the CLI)."""
+    from pyserini_llara.modeling import load_model
+
+    check_lm_head(model_args.model_name_or_path)
+    model, tokenizer = load_model(model_args.model_name_or_path, dtype=model_args.dtype, add_tokens=True,
+                                  causal_lm=True, attn_implementation=model_args.attn_implementation)
+    if model.get_output_embeddings() is None:
+        raise ModelLoadError(f"{model_args.model_name_or_path} loaded without an LM head; EBAE/EBAR needs a causal LM")
+    dataset = training_examples(data_args, tokenizer, training_args.output_dir, model_args.model_name_or_path)
+    collator = PretrainCollator(tokenizer, data_args.max_text_tokens, data_args.remove_stopwords)
+    prepared = dataset.path.parent == Path(training_args.output_dir) / "data"
+    chunking = f", chunks of {data_args.chunk_tokens} tokens" if prepared else ""
+    objective = PretrainObjective(collator.n_summarize, collator.n_predict, objective_args.weights())
+    card = {
+        "title": f"LLaRA EBAE/EBAR-adapted {Path(model_args.model_name_or_path).name}",
+        "summary": "Unsupervised LLaRA adaptation (arXiv 2312.15503): the embeddings of <s1>..<s8> (passages) and "
+                   "<s9>..<s16> (queries) learn to predict the words of the text and of its continuation.",
+        "base model": model_args.model_name_or_path,
+        "data": f"{', '.join(data_args.train_data)} ({len(dataset)} examples{chunking}, text cut at "
+                f"{data_args.max_text_tokens} tokens)",
+        "objective": f"LM x {objective_args.lm_weight} + EBAE x {objective_args.ebae_weight} + EBAR x "
+                     f"{objective_args.ebar_weight}, stop words {'removed' if data_args.remove_stopwords else 'kept'}",
+    }
+    return train(model, tokenizer, dataset, collator, objective, training_args, card=card)
+
+
+def parser():
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser((ModelArguments, DataArguments, ObjectiveArguments, TrainingArguments),
+                            prog="python -m adaptation.pretrain", description=__doc__, formatter_class=HelpFormatter)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args_parser = parser()
+    try:
+        if len(argv) == 1 and argv[0].endswith(".json"):
+            arguments = args_parser.parse_json_file(argv[0])
+        else:
+            arguments = args_parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:
+        args_parser.error(str(error))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        output = pretrain(*arguments)
+    except (DataError, NonFiniteLossError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(output)
+
+
+if __name__ == "__main__":
+    main()

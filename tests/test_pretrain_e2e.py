@@ -1,0 +1,90 @@
+"""adaptation.pretrain end to end on a tiny base model: tokens added, output loads in the plugin, bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from adaptation.pretrain import DataArguments, ModelArguments, ObjectiveArguments, main, pretrain
+from adaptation.training import TrainingArguments
+from pyserini_llara.encoding import LlaraEncoder
+from pyserini_llara.template import SPECIAL_TOKENS, missing_special_tokens
+from tiny import CORPUS
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "corpus.txt"
+    path.write_text("\n\n".join(" ".join(CORPUS[(i + j) % 5] for j in range(4)) for i in range(6)) + "\n")
+    return path
+
+
+def arguments(model, corpus, output_dir, **training):
+    return (ModelArguments(str(model)),
+            DataArguments(train_data=[str(corpus)], chunk_tokens=24, min_chunk_tokens=8, max_text_tokens=32),
+            ObjectiveArguments(),
+            TrainingArguments(output_dir=str(output_dir), **{"max_steps": 2, "save_steps": 2, "logging_steps": 1,
+                                                              "per_device_train_batch_size": 2, **training}))
+
+
+@pytest.mark.slow
+def test_pretrain_adds_tokens_and_exports_an_encoder(tiny_base, corpus, tmp_path):
+    out = pretrain(*arguments(tiny_base, corpus, tmp_path / "run"))
+    encoder = LlaraEncoder.from_pretrained(str(out))
+    assert not missing_special_tokens(encoder.tokenizer)
+    assert encoder.model.get_input_embeddings().weight.shape[0] == len(encoder.tokenizer)
+    vectors = encoder.encode_queries(["what is a llama?"])
+    assert vectors.shape == (1, 64) and np.isfinite(vectors).all()
+    prepared = out / "data" / "train.jsonl"
+    assert prepared.is_file() and json.loads(prepared.read_text().splitlines()[0]).keys() == {
+        "input", "output_summarize", "output_predict"}
+    card = (out / "README.md").read_text()
+    assert str(tiny_base) in card and "EBAE x 0.05" in card and "chunks of 24 tokens" in card
+    # The prepared file is the dataset of a rerun as well (no re-chunking).
+    stamp = prepared.stat().st_mtime_ns
+    pretrain(*arguments(tiny_base, corpus, tmp_path / "run", max_steps=3, save_steps=3))
+    assert prepared.stat().st_mtime_ns == stamp
+
+
+def test_cli_help_lists_every_group(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--model_name_or_path", "--train_data", "--chunk_tokens", "--remove_stopwords", "--ebar_weight",
+                   "--learning_rate", "--use_lora", "--save_adapter_only", "--mixed_precision", "accelerate launch"):
+        assert option in text
+
+
+def test_cli_reports_bad_inputs(tiny_llara, tmp_path, corpus):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    body = tmp_path / "body"
+    AutoModelForCausalLM.from_pretrained(tiny_llara).model.save_pretrained(body)
+    AutoTokenizer.from_pretrained(tiny_llara).save_pretrained(body)
+    base = ["--output_dir", str(tmp_path / "out"), "--max_steps", "1"]
+    with pytest.raises(SystemExit, match="LlamaModel, a model without an LM head"):
+        main(["--model_name_or_path", str(body), "--train_data", str(corpus), *base])
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(SystemExit, match=r"error: no examples from .*empty\.txt"):
+        main(["--model_name_or_path", str(tiny_llara), "--train_data", str(empty), *base])
+    with pytest.raises(SystemExit, match="no such file or directory: .*nothing.txt"):
+        main(["--model_name_or_path", str(tiny_llara), "--train_data", str(tmp_path / "nothing.txt"), *base])
+    with pytest.raises(SystemExit, match="could not load model"):
+        main(["--model_name_or_path", str(tmp_path / "no-model"), "--train_data", str(corpus), *base])
+    with pytest.raises(SystemExit):
+        main(["--model_name_or_path", str(tiny_llara), "--output_dir", str(tmp_path)])  # no --train_data
+
+
+def test_release_format_jsonl_is_used_as_is(tiny_llara, tmp_path):
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps({"input": t, "output_summarize": t, "output_predict": CORPUS[0]}) + "\n"
+                            for t in CORPUS[1:5]))
+    model_args, data_args, objective_args, training_args = arguments(tiny_llara, data, tmp_path / "run", max_steps=1,
+                                                                     save_steps=1)
+    data_args.max_examples = 3
+    out = pretrain(model_args, data_args, objective_args, training_args)
+    assert not (out / "data").exists()
+    assert "3 examples" in (out / "README.md").read_text()
+    assert set(SPECIAL_TOKENS) <= set(LlaraEncoder.from_pretrained(str(out)).tokenizer.get_vocab())

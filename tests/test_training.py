@@ -1,0 +1,154 @@
+"""The shared training loop: exact resume, NaN guard, LoRA, export round trip into the plugin's encoder, logs."""
+
+import json
+
+import pytest
+import torch
+
+from adaptation.data import PretrainCollator
+from adaptation.objective import PretrainObjective
+from adaptation.training import (NonFiniteLossError, TrainingArguments, apply_lora, last_checkpoint, train)
+from pyserini_llara.encoding import LlaraEncoder
+from pyserini_llara.modeling import load_model
+from pyserini_llara.template import SPECIAL_TOKENS
+from tiny import CORPUS
+
+DATA = [{"input": CORPUS[i % 5], "output_summarize": CORPUS[i % 5], "output_predict": CORPUS[(i + 1) % 5]}
+        for i in range(10)]
+PASSAGES = ["A llama carries packs.", "Dense retrieval uses vectors and inner products.", "Car insurance."]
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+def run(tiny_llara, output_dir, fail_after_batches=None, nan_at_batch=None, **overrides):
+    """Train the tiny model on DATA with the pretraining objective; returns (model, tokenizer, output_dir)."""
+    model, tokenizer = load_model(str(tiny_llara), causal_lm=True)
+    collator = PretrainCollator(tokenizer, max_text_tokens=32)
+    objective = PretrainObjective(collator.n_summarize, collator.n_predict)
+    calls = 0
+
+    def compute_loss(model, batch, accelerator):
+        nonlocal calls
+        calls += 1
+        if fail_after_batches is not None and calls > fail_after_batches:
+            raise Interrupted("killed")
+        parts = objective(model, batch, accelerator)
+        if calls == nan_at_batch:
+            parts["loss"] = parts["loss"] * float("nan")
+        return parts
+
+    settings = dict(output_dir=str(output_dir), max_steps=6, save_steps=2, per_device_train_batch_size=2,
+                    gradient_accumulation_steps=2, learning_rate=1e-3, warmup_ratio=0.2, logging_steps=1, seed=7)
+    args = TrainingArguments(**{**settings, **overrides})
+    out = train(model, tokenizer, DATA, collator, compute_loss, args, card={"base model": str(tiny_llara)})
+    return model, tokenizer, out
+
+
+def encoder_embeddings(model, tokenizer):
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model
+    return LlaraEncoder(body.eval(), tokenizer).encode_passages(PASSAGES)
+
+
+@pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
+def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_llara, tmp_path, use_lora):
+    # 10 examples / batch 2 = 5 batches per epoch, accumulation 2: steps 1-3 in epoch 0 (the last one a
+    # single batch), steps 4-6 in epoch 1. The run dies in batch 8 (epoch 1), after the step-4 checkpoint.
+    lora = dict(use_lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.1, lora_target_modules="q_proj,v_proj") \
+        if use_lora else {}
+    lora["save_steps"] = 4
+    straight, _, _ = run(tiny_llara, tmp_path / "straight", **lora)
+    with pytest.raises(Interrupted):
+        run(tiny_llara, tmp_path / "resumed", fail_after_batches=8, **lora)
+    assert last_checkpoint(tmp_path / "resumed").name == "step-4"
+    resumed, _, _ = run(tiny_llara, tmp_path / "resumed", **lora)
+    expected, actual = straight.state_dict(), resumed.state_dict()
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-6, msg=name)
+    steps = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    again = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in again] == [s["step"] for s in steps] == list(range(1, 7))
+    assert [s["loss"] for s in again] == pytest.approx([s["loss"] for s in steps], rel=1e-5)
+    assert [s["lr"] for s in again] == pytest.approx([s["lr"] for s in steps])
+    # Training moved the weights (so equality above is not trivial).
+    initial, _ = load_model(str(tiny_llara), causal_lm=True)
+    assert not torch.equal(initial.state_dict()["model.layers.0.self_attn.q_proj.weight"],
+                           expected["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_llara, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 3 .*step-2"):
+        run(tiny_llara, tmp_path / "run", nan_at_batch=5)
+    assert last_checkpoint(tmp_path / "run").name == "step-2"
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_export_round_trip_full_and_logs(tiny_llara, tmp_path):
+    model, tokenizer, out = run(tiny_llara, tmp_path / "run", save_total_limit=1)
+    loaded = LlaraEncoder.from_pretrained(str(out))
+    assert loaded.tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS)) == \
+        tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    assert loaded.tokenizer.padding_side == "left"
+    torch.testing.assert_close(torch.from_numpy(loaded.encode_passages(PASSAGES)),
+                               torch.from_numpy(encoder_embeddings(model, tokenizer)), atol=1e-5, rtol=1e-5)
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-6"]  # save_total_limit
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "lr", "loss", "lm", "ebae", "ebar", "tokens", "tokens_per_s"} <= set(rows[-1])
+    assert rows[-1]["tokens"] > 0 and rows[-1]["loss"] < rows[0]["loss"]
+    assert (out / "loss.png").stat().st_size > 1000
+    card = (out / "README.md").read_text()
+    assert str(tiny_llara) in card and "**steps**: 6" in card and "ebae" in card
+    assert json.loads((out / "training_args.json").read_text())["max_steps"] == 6
+
+
+def test_lora_merged_and_adapter_only_exports(tiny_llara, tmp_path):
+    lora = dict(use_lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0, max_steps=3, save_steps=3)
+    model, tokenizer, out = run(tiny_llara, tmp_path / "merged", **lora)
+    assert not (out / "adapter_config.json").exists()
+    torch.testing.assert_close(torch.from_numpy(LlaraEncoder.from_pretrained(str(out)).encode_passages(PASSAGES)),
+                               torch.from_numpy(encoder_embeddings(model, tokenizer)), atol=1e-5, rtol=1e-5)
+    # The LLaRA token rows were trained (peft trainable tokens) and merged into the embeddings.
+    initial, _ = load_model(str(tiny_llara), causal_lm=True)
+    ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    other = [i for i in range(len(tokenizer)) if i not in ids][:16]
+    trained = model.get_input_embeddings().weight
+    assert not torch.allclose(trained[ids], initial.get_input_embeddings().weight[ids])
+    assert torch.equal(trained[other], initial.get_input_embeddings().weight[other])
+
+    model, tokenizer, out = run(tiny_llara, tmp_path / "adapter", save_adapter_only=True, **lora)
+    assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
+    torch.testing.assert_close(torch.from_numpy(LlaraEncoder.from_pretrained(str(out)).encode_passages(PASSAGES)),
+                               torch.from_numpy(encoder_embeddings(model, tokenizer)), atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_gradient_checkpointing_and_finished_run_rerun(tiny_llara, tmp_path):
+    _, _, out = run(tiny_llara, tmp_path / "run", mixed_precision="bf16", gradient_checkpointing=True, max_steps=2)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    # Rerunning a finished run only re-exports; overwrite_output_dir starts over.
+    run(tiny_llara, tmp_path / "run", max_steps=2, fail_after_batches=0)
+    with pytest.raises(Interrupted):
+        run(tiny_llara, tmp_path / "run", max_steps=2, fail_after_batches=0, overwrite_output_dir=True)
+
+
+def test_apply_lora_on_a_transformer_body(tiny_llara):
+    body, tokenizer = load_model(str(tiny_llara))
+    args = TrainingArguments(output_dir="unused", use_lora=True, lora_r=2)
+    peft_model = apply_lora(body, tokenizer, args)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in trainable) and any("token_adapter" in n for n in trainable)
+    with pytest.raises(ValueError, match="lora_target_modules"):
+        apply_lora(load_model(str(tiny_llara))[0], tokenizer,
+                   TrainingArguments(output_dir="unused", use_lora=True, lora_target_modules="nonexistent"))
+
+
+def test_argument_validation(tiny_llara, tmp_path):
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainingArguments(output_dir="x", mixed_precision="fp8")
+    with pytest.raises(ValueError, match="save_adapter_only needs use_lora"):
+        TrainingArguments(output_dir="x", save_adapter_only=True)
+    model, tokenizer = load_model(str(tiny_llara), causal_lm=True)
+    with pytest.raises(ValueError, match="empty"):
+        train(model, tokenizer, [], list, lambda *a: {}, TrainingArguments(output_dir=str(tmp_path)))
