@@ -1,0 +1,182 @@
+"""Supervised contrastive fine-tuning of a LLaRA model (InfoNCE, hard + in-batch + cross-device negatives).
+
+    python -m adaptation.finetune --model_name_or_path ADAPTED_DIR --train_data train.jsonl \\
+        --output_dir FINETUNED_DIR
+
+The training file is ``{"query", "pos", "neg"}`` JSONL (see ``adaptation.finetune_data``;
+``python -m adaptation.mine`` writes it). The output directory is a merged model that
+``--encoder llara:FINETUNED_DIR`` loads. Defaults are the release's: LoRA r 64 / alpha 16 /
+dropout 0.1 on all projections, lr 3e-4, groups of 16, temperature 0.02, query 64 and
+passage 160 tokens (template included). Rerunning the same command resumes an interrupted
+run from its last checkpoint.
+
+Examples:
+  python -m adaptation.mine --dataset beir/scifact/train --output scifact-train.jsonl
+  python -m adaptation.finetune --model_name_or_path runs/llara --train_data scifact-train.jsonl \
+      --output_dir runs/llara-scifact --per_device_train_batch_size 8 --mixed_precision bf16
+  accelerate launch --config_file examples/accelerate/deepspeed_zero1.yaml -m adaptation.finetune \
+      --model_name_or_path runs/llara --train_data msmarco-train.jsonl --output_dir runs/llara-msmarco \
+      --per_device_train_batch_size 16 --mixed_precision bf16 --gradient_checkpointing
+  python -m adaptation.finetune args.json          # all arguments from a JSON file
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from pyserini_llara.corpus import CorpusError
+from pyserini_llara.template import MissingLlaraTokensError
+
+from .contrastive import contrastive_loss
+from .finetune_data import ContrastiveCollator, ContrastiveDataset, TrainDataError, read_examples
+from .training import NonFiniteLossError, TrainingArguments, train
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneArguments:
+    model_name_or_path: str = field(metadata={
+        "help": "the model to fine-tune: a LLaRA-adapted directory (adaptation.pretrain output), hub id or .gguf file"})
+    train_data: str = field(metadata={"help": "JSONL of {query, pos, neg} (python -m adaptation.mine writes it)"})
+    corpus: str | None = field(default=None, metadata={
+        "help": "corpus for passages given as {\"docid\": ...}: Pyserini JSONL or an ir-datasets id"})
+    train_group_size: int = field(default=16, metadata={"help": "passages per query: 1 positive + N-1 negatives"})
+    query_max_len: int = field(default=64, metadata={"help": "query tokens, template included"})
+    passage_max_len: int = field(default=160, metadata={"help": "passage tokens, template included"})
+    temperature: float = field(default=0.02, metadata={
+        "help": "InfoNCE temperature (release default 0.02; its example script uses 0.01)"})
+    negatives_cross_device: bool = field(default=True, metadata={
+        "help": "on several processes, every process's passages are negatives for every query"})
+    passage_chunk_size: int = field(default=0, metadata={
+        "help": "passages per forward pass, sorted by length so each pass pads less (same embeddings); 0: all "
+                "in one pass, as the release. Less padding is not always faster: measure with "
+                "benchmarks/finetune_speed.py"})
+    add_tokens: bool = field(default=False, metadata={
+        "help": "add <s1>..<s16> to a model that lacks them (fine-tuning without LLaRA adaptation: an ablation)"})
+    dtype: str = field(default="float32", metadata={
+        "help": "Weights dtype: float32 (use --mixed_precision bf16 for speed), or bfloat16, which halves the "
+                "memory of LoRA's frozen base"})
+
+    def __post_init__(self):
+        if self.train_group_size < 1:
+            raise ValueError(f"--train_group_size must be at least 1, got {self.train_group_size}")
+        if self.passage_chunk_size < 0:
+            raise ValueError(f"--passage_chunk_size must be >= 0, got {self.passage_chunk_size}")
+        if self.temperature <= 0:
+            raise ValueError(f"--temperature must be positive, got {self.temperature}")
+
+
+@dataclass
+class FinetuneTrainingArguments(TrainingArguments):
+    """Pretraining's training arguments with the release's fine-tuning defaults."""
+
+    learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate of AdamW (release fine-tuning: 3e-4)."})
+    use_lora: bool = field(default=True, metadata={
+        "help": "Train LoRA adapters (the release's fine-tuning); --use_lora False trains all weights."})
+
+
+def _forward(model, input_ids, attention_mask, position_ids):
+    from pyserini_llara.encoding import pool_placeholders
+
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    return pool_placeholders(out.last_hidden_state, attention_mask)
+
+
+def embed(model, batch: dict, kind: str, chunk_size: int = 0):
+    """[B, H] LLaRA embeddings of the ``query`` or ``passage`` part of a collated batch, as the encoder computes them.
+
+    With ``chunk_size``, rows are sorted by length and run that many at a time, each chunk cut
+    to its own longest row (rounded up to 8): less padding, the same embeddings, since a
+    left-padded row's embedding does not depend on its batch.
+    """
+    input_ids, mask, positions = (batch[f"{kind}_{name}"] for name in ("input_ids", "attention_mask", "position_ids"))
+    if not chunk_size or chunk_size >= len(input_ids):
+        return _forward(model, input_ids, mask, positions)
+    lengths = mask.sum(dim=1)
+    order = lengths.argsort(descending=True)
+    parts = []
+    for rows in order.split(chunk_size):
+        start = (mask.shape[1] - int(lengths[rows].max())) // 8 * 8
+        parts.append(_forward(model, input_ids[rows, start:], mask[rows, start:], positions[rows, start:]))
+    return torch.cat(parts)[order.argsort()]
+
+
+@dataclass(frozen=True)
+class ContrastiveObjective:
+    """``compute_loss`` for ``adaptation.training.train``: queries and passages encoded in separate passes."""
+
+    temperature: float
+    group_size: int
+    cross_device: bool = True
+    passage_chunk_size: int = 0
+
+    def __call__(self, model, batch: dict, accelerator=None) -> dict:
+        return contrastive_loss(embed(model, batch, "query"), embed(model, batch, "passage", self.passage_chunk_size),
+                                temperature=self.temperature, group_size=self.group_size,
+                                cross_device=self.cross_device)
+
+
+def prepare(args: FinetuneArguments, training: FinetuneTrainingArguments):
+    """Read and check the data, load the model body: ``(model, tokenizer, dataset, collator, objective, card)``."""
+    from pyserini_llara.modeling import load_model
+
+    corpus = None
+    if args.corpus is not None:
+        from pyserini_llara.corpus import read_corpus
+
+        corpus = {doc.docid: doc.text for doc in read_corpus(args.corpus)}
+    examples = read_examples(args.train_data, require_negatives=args.train_group_size > 1, corpus=corpus)
+    model, tokenizer = load_model(args.model_name_or_path, dtype=args.dtype, add_tokens=args.add_tokens)
+    dataset = ContrastiveDataset(examples, args.train_group_size, seed=training.seed)
+    collator = ContrastiveCollator(tokenizer, args.query_max_len, args.passage_max_len)
+    objective = ContrastiveObjective(args.temperature, args.train_group_size, args.negatives_cross_device,
+                                     args.passage_chunk_size)
+    card = {"title": "LLaRA retriever (contrastive fine-tuning)",
+            "summary": "Fine-tuned with InfoNCE over LLaRA embeddings (pyserini-llara adaptation.finetune).",
+            "base_model": args.model_name_or_path, "train_data": f"{args.train_data} ({len(examples)} queries)",
+            **{k: v for k, v in asdict(args).items() if k not in ("model_name_or_path", "train_data")}}
+    return model, tokenizer, dataset, collator, objective, card
+
+
+def finetune(args: FinetuneArguments, training: FinetuneTrainingArguments) -> Path:
+    """Fine-tune and export; returns the output directory (a model ``--encoder llara:DIR`` loads)."""
+    model, tokenizer, dataset, collator, objective, card = prepare(args, training)
+    return train(model, tokenizer, dataset, collator, objective, training, card=card)
+
+
+def parser():
+    from transformers import HfArgumentParser
+
+    from .prepare import HelpFormatter
+
+    return HfArgumentParser((FinetuneArguments, FinetuneTrainingArguments), prog="python -m adaptation.finetune",
+                            description=__doc__, formatter_class=HelpFormatter)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args_parser = parser()
+    try:
+        if len(argv) == 1 and argv[0].endswith(".json"):
+            args, training = args_parser.parse_json_file(argv[0])
+        else:
+            args, training = args_parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:
+        args_parser.error(str(error))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        output = finetune(args, training)
+    except (TrainDataError, CorpusError, MissingLlaraTokensError, NonFiniteLossError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(output)
+
+
+if __name__ == "__main__":
+    main()
