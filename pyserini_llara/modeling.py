@@ -69,7 +69,7 @@ def resolve_source(name_or_path: str, lora: str | None = None) -> ModelSource:
         base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
         if not base:
             raise ModelLoadError(f"{adapter_config} names no base_model_name_or_path; pass the base model and lora= explicitly")
-        return ModelSource(base=base, adapter=str(path))
+        return resolve_source(base, lora=str(path))
     return ModelSource(base=name_or_path, adapter=lora)
 
 
