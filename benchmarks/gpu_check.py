@@ -1,0 +1,290 @@
+"""One prepared check for a GPU machine (H100/H200): LLaMA-2-7B-shaped encoding, a LoRA pretraining step, flat search.
+
+The model has LLaMA-2-7B's shape (hidden 4096, 32 layers, 32 heads, intermediate 11008,
+vocab 32016) with random bf16 weights built from a ``LlamaConfig``: speed does not depend on
+the weights, and nothing is downloaded. Inputs are MS MARCO-like: 60-80 text tokens inside
+LLaMA-2's 21-token passage template (BOS + ``"`` + text + 19-token summarize suffix).
+
+1. encoding through ``LlaraEncoder.embed_ids`` in length-sorted batches: tokens/s, model FLOPs
+   utilisation (2 x non-embedding parameters x real tokens / time / the card's dense bf16
+   peak), and the hours to encode MS MARCO's 8.8M passages on 8 such GPUs;
+2. LoRA pretraining steps with gradient checkpointing at the release's lengths (text cut at
+   128 tokens + both suffixes);
+3. exact inner-product search over 1M x 4096 vectors: faiss's GPU flat index when faiss has
+   GPU support, and the same search as a plain torch matrix product + top-k.
+
+Run from the repository root (the package need not be installed):
+
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --out gpu_check.json
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --small --out small.json    # CPU-sized shapes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from _common import machine
+
+# Dense bf16 tensor-core peak (no sparsity), by a substring of torch.cuda.get_device_name.
+PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+MSMARCO_PASSAGES = 8_841_823
+LLAMA2_PASSAGE_OVERHEAD = 21   # BOS + '"' + 19-token summarize suffix with the LLaMA-2 tokenizer
+LLAMA2_QUERY_SUFFIX = 18
+PRETRAIN_TEXT_TOKENS = 128     # the release's cutoff_len
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden: int = 4096
+    layers: int = 32
+    heads: int = 32
+    intermediate: int = 11008
+    vocab: int = 32016
+    encode_docs: int = 4096
+    encode_batch: int = 256
+    train_batch: int = 16
+    train_steps: int = 4
+    search_vectors: int = 1_000_000
+    search_queries: int = 4096
+    k: int = 100
+
+
+SMALL = Shape(hidden=256, layers=2, heads=4, intermediate=688, encode_docs=512, encode_batch=64, train_batch=4,
+              train_steps=2, search_vectors=10_000, search_queries=512)
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_flops(device) -> float | None:
+    import torch
+
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def build_model(shape: Shape, tokenizer, device):
+    """A random bf16 LlamaForCausalLM of the given shape, built directly on the device."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
+                         num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
+                         num_key_value_heads=shape.heads, max_position_embeddings=4096,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16, attn_implementation="sdpa")
+    return model.eval()
+
+
+def tiny_tokenizer():
+    """Any tokenizer holding <s1>..<s16> serves: the ids are made up and only the template's ids matter."""
+    from pyserini_llara.template import ensure_pad_token
+    from tests.tiny import train_tokenizer
+
+    tokenizer = train_tokenizer()
+    ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def passage_ids(template, n: int, rng: np.random.Generator, text_tokens: tuple[int, int] = (60, 80)) -> list[list[int]]:
+    """Templated ids whose lengths match LLaMA-2's: text tokens + the 21-token passage template."""
+    high = min(template.summarize_ids + template.predict_ids)
+    extra = LLAMA2_PASSAGE_OVERHEAD - template.overhead("passage")
+    lengths = rng.integers(text_tokens[0], text_tokens[1] + 1, size=n) + extra
+    return [template.wrap(rng.integers(3, high, size=max(1, m)).tolist(), "passage") for m in lengths]
+
+
+def check_encoding(model, tokenizer, shape: Shape, device, gpus: int) -> dict:
+    from pyserini_llara.encoding import LlaraEncoder, length_sorted_batches
+
+    encoder = LlaraEncoder(model.model, tokenizer, batch_size=shape.encode_batch)
+    ids = passage_ids(encoder.template, shape.encode_docs, np.random.default_rng(0))
+    batches = length_sorted_batches([len(x) for x in ids], shape.encode_batch)
+    for batch in batches[:2]:  # warm-up: kernels, allocator
+        encoder.embed_ids([ids[i] for i in batch])
+    sync(device)
+    start = time.perf_counter()
+    for batch in batches:
+        encoder.embed_ids([ids[i] for i in batch])
+    sync(device)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(x) for x in ids)
+    positions = sum(len(b) * max(len(ids[i]) for i in b) for b in batches)
+    params = sum(p.numel() for p in model.model.parameters()) - model.model.embed_tokens.weight.numel()
+    peak = peak_flops(device)
+    docs_s = len(ids) / seconds
+    return {"docs": len(ids), "batch": shape.encode_batch, "mean_tokens": tokens / len(ids), "seconds": seconds,
+            "docs_s": docs_s, "tokens_s": tokens / seconds, "padding": 1 - tokens / positions,
+            "non_embedding_params": params, "achieved_tflops": 2 * params * tokens / seconds / 1e12,
+            "peak_tflops": peak / 1e12 if peak else None,
+            "mfu": 2 * params * tokens / seconds / peak if peak else None,
+            "msmarco_hours_on_gpus": MSMARCO_PASSAGES / (docs_s * gpus) / 3600, "gpus": gpus}
+
+
+def check_pretraining(model, tokenizer, shape: Shape, device) -> dict:
+    """LoRA (release fine-tuning settings: r 64, alpha 16, all projections) + gradient checkpointing."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model.config.use_cache = False
+    if hasattr(model, "activation_checkpointing_enable"):  # the newer transformers name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lora = get_peft_model(model, LoraConfig(r=64, lora_alpha=16, lora_dropout=0.1, task_type="CAUSAL_LM",
+                                            target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                            "gate_proj", "up_proj", "down_proj"]))
+    lora.train()
+    optimizer = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-4)
+    length = 2 + PRETRAIN_TEXT_TOKENS + (LLAMA2_PASSAGE_OVERHEAD - 2) + LLAMA2_QUERY_SUFFIX
+    rng = np.random.default_rng(1)
+    input_ids = torch.as_tensor(rng.integers(3, shape.vocab - 16, size=(shape.train_batch, length)), device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step() -> float:
+        loss = lora(input_ids=input_ids, labels=input_ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach().item()
+
+    step()  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(shape.train_steps):
+        last_loss = step()
+    sync(device)
+    seconds = (time.perf_counter() - start) / shape.train_steps
+    params = sum(p.numel() for p in lora.parameters() if not p.requires_grad)
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    tokens = shape.train_batch * length
+    peak = peak_flops(device)
+    # 6 N per token: forward 2N, backward ~2N (no frozen-weight gradients), recomputed forward 2N.
+    flops = 6 * params * tokens / seconds
+    return {"loss": "plain causal LM loss (the bag-of-words terms are not timed here)",
+            "last_loss": last_loss, "batch": shape.train_batch, "sequence": length, "seconds_per_step": seconds,
+            "tokens_s": tokens / seconds, "frozen_params": params, "trainable_params": trainable,
+            "achieved_tflops_6N": flops / 1e12, "mfu_6N": flops / peak if peak else None,
+            "peak_gpu_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+
+
+def check_search(shape: Shape, device) -> dict:
+    """Exact inner-product top-k over random unit vectors: faiss GPU flat, and torch matmul + topk."""
+    import torch
+
+    dim = shape.hidden
+    generator = torch.Generator(device=device).manual_seed(0)
+    chunk = 65536
+    vectors = torch.empty((shape.search_vectors, dim), dtype=torch.float32, device=device)
+    for start in range(0, shape.search_vectors, chunk):
+        block = torch.randn((min(chunk, shape.search_vectors - start), dim), generator=generator, device=device)
+        vectors[start:start + len(block)] = torch.nn.functional.normalize(block, dim=1)
+    queries = torch.nn.functional.normalize(torch.randn((shape.search_queries, dim), generator=generator,
+                                                        device=device), dim=1)
+    result = {"vectors": shape.search_vectors, "dim": dim, "queries": shape.search_queries, "k": shape.k}
+
+    sync(device)
+    start = time.perf_counter()
+    found = []
+    for q in queries.split(1024):
+        found.append(torch.topk(q @ vectors.T, shape.k, dim=1).indices)
+    sync(device)
+    seconds = time.perf_counter() - start
+    result["torch_qps"] = shape.search_queries / seconds
+    torch_ids = torch.cat(found).cpu().numpy()
+
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    if faiss is None or not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        print("faiss GPU flat search skipped: faiss with GPU support is not installed "
+              "(pip install faiss-gpu-cu12); torch matmul + top-k measured instead")
+        result["faiss_gpu"] = "skipped: no faiss GPU support"
+        return result
+    resources = faiss.StandardGpuResources()
+    index = faiss.GpuIndexFlatIP(resources, dim)
+    start = time.perf_counter()
+    for block in vectors.split(chunk):
+        index.add(block.cpu().numpy())
+    result["faiss_add_s"] = time.perf_counter() - start
+    del vectors
+    host_queries = queries.cpu().numpy()
+    index.search(host_queries[:64], shape.k)  # warm-up
+    start = time.perf_counter()
+    _, ids = index.search(host_queries, shape.k)
+    result["faiss_gpu_qps"] = shape.search_queries / (time.perf_counter() - start)
+    result["faiss_vs_torch_overlap"] = float(np.mean([len(set(a) & set(b)) / shape.k
+                                                      for a, b in zip(ids, torch_ids)]))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true",
+                        help="CPU-sized shapes (hidden 256, 2 layers, 10k x 256 vectors)")
+    parser.add_argument("--device", help="default: cuda when available, else cpu")
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs in the MS MARCO encoding projection")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    shape = SMALL if args.small else Shape()
+    results = {"machine": machine(), "device": str(device), "shape": asdict(shape),
+               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    print(f"machine: {results['machine']}; device {device}; shape {'small' if args.small else 'LLaMA-2-7B'}",
+          flush=True)
+
+    start = time.perf_counter()
+    tokenizer = tiny_tokenizer()
+    model = build_model(shape, tokenizer, device)
+    results["build_model_s"] = time.perf_counter() - start
+    print(f"model built in {results['build_model_s']:.1f} s", flush=True)
+
+    results["encoding"] = enc = check_encoding(model, tokenizer, shape, device, args.gpus)
+    mfu = f"{100 * enc['mfu']:.1f}% MFU" if enc["mfu"] else "MFU n/a (no known peak for this device)"
+    print(f"encoding: {enc['docs_s']:.1f} docs/s, {enc['tokens_s']:.0f} tokens/s, "
+          f"{enc['achieved_tflops']:.3g} TFLOP/s, {mfu}; MS MARCO ({MSMARCO_PASSAGES:,} passages) on "
+          f"{args.gpus} such devices: {enc['msmarco_hours_on_gpus']:.2f} h", flush=True)
+
+    results["pretraining"] = pre = check_pretraining(model, tokenizer, shape, device)
+    mfu = f"{100 * pre['mfu_6N']:.1f}% MFU (6N)" if pre["mfu_6N"] else "MFU n/a"
+    memory = f", peak GPU memory {pre['peak_gpu_gb']:.1f} GiB" if pre["peak_gpu_gb"] else ""
+    print(f"LoRA pretraining step ({pre['batch']} x {pre['sequence']} tokens, gradient checkpointing, "
+          f"{pre['loss']}): {pre['seconds_per_step']:.3f} s/step, {pre['tokens_s']:.0f} tokens/s, {mfu}{memory}",
+          flush=True)
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    results["search"] = search = check_search(shape, device)
+    line = (f"exact search {search['vectors']:,} x {search['dim']}, {search['queries']} queries, k {search['k']}: "
+            f"torch matmul+topk {search['torch_qps']:.0f} queries/s")
+    if "faiss_gpu_qps" in search:
+        line += (f"; faiss GPU flat {search['faiss_gpu_qps']:.0f} queries/s (add {search['faiss_add_s']:.1f} s, "
+                 f"top-{search['k']} overlap with torch {search['faiss_vs_torch_overlap']:.3f})")
+    print(line, flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+        print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
