@@ -207,7 +207,8 @@ def plot(table: dict[str, dict[str, float]], path: Path) -> None:
 def render(table: dict[str, dict[str, float]], info: dict, timings: dict[str, float]) -> str:
     lines = [f"InsuranceQA v2 test: {info['questions']} questions, {info['relevant_pairs']} judged answers, "
              f"pool of {info['pool']} answers; adaptation {info['adapt_steps']} steps on the Wikipedia sample, "
-             f"fine-tuning {info['finetune_steps']} steps on {info['train_groups']} InsuranceQA train questions", "",
+             f"fine-tuning {info['finetune_steps']} steps of 4 questions drawn from {info['train_groups']} InsuranceQA "
+             "train questions", "",
              "| system | " + " | ".join(MEASURES) + " | stage time (s) |",
              "|---" * (len(MEASURES) + 2) + "|"]
     for name, values in table.items():
