@@ -176,6 +176,13 @@ def _wikipedia_documents(path: Path) -> Iterator[Document]:
         raise DataError(f"{path} is not a Wikipedia XML dump: {error}") from error
 
 
+def gensim_wikipedia_sample() -> Path:
+    """The shortened English Wikipedia dump gensim ships for its own tests: adaptation data that needs no download."""
+    import gensim
+
+    return Path(gensim.__file__).parent / "test" / "test_data" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+
+
 def _irds_documents(dataset_id: str) -> Iterator[Document]:
     try:
         import ir_datasets

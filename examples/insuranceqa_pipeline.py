@@ -94,16 +94,11 @@ def prepare_training_groups(path: Path, num_questions: int, seed: int) -> int:
                                  for q in qids))
 
 
-def wikipedia_sample() -> str:
-    import importlib.util
-
-    gensim_dir = Path(next(iter(importlib.util.find_spec("gensim").submodule_search_locations)))
-    return str(gensim_dir / "test" / "test_data" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-
-
 def adapt(base: Path, model_dir: Path, args) -> Path:
     if not (model_dir / "config.json").exists():
-        run("-m", "adaptation.pretrain", "--model_name_or_path", str(base), "--train_data", wikipedia_sample(),
+        from adaptation.data import gensim_wikipedia_sample
+
+        run("-m", "adaptation.pretrain", "--model_name_or_path", str(base), "--train_data", str(gensim_wikipedia_sample()),
             "--output_dir", str(model_dir), "--chunk_tokens", "64", "--min_chunk_tokens", "16",
             "--max_text_tokens", "64", "--per_device_train_batch_size", "4", "--max_steps", str(args.adapt_steps),
             "--learning_rate", "5e-5", "--warmup_ratio", "0.1", "--mixed_precision", "bf16",

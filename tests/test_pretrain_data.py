@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from adaptation.data import (ChunkConfig, DataError, DataStats, Document, JsonlExamples, PretrainCollator,
-                             chunk_paragraphs, document_examples, iter_examples, read_source, shuffled)
+                             chunk_paragraphs, document_examples, gensim_wikipedia_sample, iter_examples, read_source,
+                             shuffled)
 from adaptation.prepare import PrepareArguments, main as prepare_main, prepare
 from adaptation.stopwords import STOPWORDS, remove_stopwords
 from tiny import CORPUS, train_tokenizer
@@ -108,9 +109,7 @@ def test_plain_text_jsonl_and_ready_made_sources(tmp_path, tokenizer):
 
 @pytest.mark.skipif(importlib.util.find_spec("gensim") is None, reason="gensim (demo extra) not installed")
 def test_wikipedia_dump(tmp_path, tokenizer):
-    import gensim
-
-    dump = Path(gensim.__file__).parent / "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+    dump = gensim_wikipedia_sample()
     docs = read_source(str(dump))
     first = next(docs)
     paragraphs = list(first.paragraphs)
