@@ -11,7 +11,8 @@ types needing training train on the encoded vectors), then the chunks are remove
 
 Shards split the corpus into contiguous runs of whole chunks, so the merged shards hold the
 same vectors, in the same order, as a single-process build. Shards keep exact (Flat)
-vectors; the index type of the final index is chosen when merging.
+vectors; the index type of the final index is chosen when merging. Under ``torchrun`` or
+``accelerate launch`` every process builds the shard of its rank and rank 0 merges them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -232,6 +234,11 @@ def _load_chunk(path: Path) -> tuple[list[str], np.ndarray]:
         return data["docids"].tolist(), data["vectors"]
 
 
+def _exists_error(output: Path) -> IndexBuildError:
+    return IndexBuildError(f"{output} already exists and is not empty; pass --resume to continue an "
+                           "interrupted build, --overwrite to replace it, or choose another --output")
+
+
 def _prepare_output(output: Path, resume: bool, overwrite: bool) -> IndexMeta | None:
     """The metadata of a build to resume, or None for a fresh start in an empty directory."""
     if output.exists() and not output.is_dir():
@@ -245,8 +252,7 @@ def _prepare_output(output: Path, resume: bool, overwrite: bool) -> IndexMeta | 
             raise IndexBuildError(f"cannot resume: {output} has no {META_FILE}, so it is not a pyserini-llara index")
         return IndexMeta.load(output)
     if not overwrite:
-        raise IndexBuildError(f"{output} already exists and is not empty; pass --resume to continue an "
-                              "interrupted build, --overwrite to replace it, or choose another --output")
+        raise _exists_error(output)
     ours = {INDEX_FILE, DOCID_FILE, META_FILE, CHUNK_DIR}
     foreign = [e for e in entries if e not in ours and not e.endswith(".tmp")]
     if foreign:
@@ -372,8 +378,55 @@ def merge_shards(shards: Sequence[str | os.PathLike], output: str | os.PathLike,
     return output
 
 
+def launched_ranks() -> tuple[int, int, int]:
+    """(rank, world size, local rank) as ``torchrun`` and ``accelerate launch`` export them; (0, 1, 0) otherwise."""
+    return tuple(int(os.environ.get(name, default)) for name, default in
+                 (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
+
+
+def build_index_distributed(corpus: str | os.PathLike, output: str | os.PathLike, config: IndexConfig = IndexConfig(),
+                            *, resume: bool = False, overwrite: bool = False) -> Path:
+    """``build_index`` split over the processes of ``torchrun`` / ``accelerate launch``: one shard each, then one index.
+
+    Each rank encodes its shard into ``OUTPUT.shards/RANK`` (on ``cuda:LOCAL_RANK`` when the
+    device is ``cuda``); once all are done (a gloo barrier), rank 0 merges them into
+    ``output`` as ``config.index_type`` and removes the shards. After a crash, rerunning with
+    ``resume`` and the same number of processes continues every shard where it stopped.
+    """
+    import torch.distributed as dist
+
+    rank, world, local_rank = launched_ranks()
+    if config.shard_num > 1:
+        raise ValueError("under torchrun / accelerate launch each process builds the shard of its rank: "
+                         "drop --shard-id/--shard-num")
+    output = Path(output)
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        if not resume:
+            raise _exists_error(output)
+        if IndexMeta.load(output).complete:
+            logger.info("%s is already complete", output)
+            return output
+    work = output.with_name(output.name + ".shards")
+    shards = [work / f"{r:05d}" for r in range(world)]
+    device = f"cuda:{local_rank}" if config.device == "cuda" else config.device
+    shard = dataclasses.replace(config, device=device, index_type="Flat", nprobe=None, shard_id=rank, shard_num=world)
+    # Ranks wait for the slowest shard here, which may take hours of encoding.
+    dist.init_process_group("gloo", timeout=timedelta(days=7))
+    try:
+        build_index(corpus, shards[rank], shard, resume=resume, overwrite=overwrite)
+        dist.barrier()
+        if rank == 0:
+            merge_shards(shards, output, index_type=config.index_type, nprobe=config.nprobe, overwrite=True)
+            shutil.rmtree(work)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    return output
+
+
 INDEX_TYPE_HELP = ("faiss factory string, always with inner product: Flat (exact, default), HNSW32 (graph), "
-                   "IVF4096,Flat / IVF4096,PQ64 / PQ64 (trained on the encoded vectors), SQfp16, SQ8")
+                   "IVF4096,Flat / IVF4096,PQ64 / PQ64 (trained on the encoded vectors), SQfp16, SQ8; "
+                   "benchmarks/README.md compares their size, build time, queries/s and recall@100 for 4096-d vectors")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -381,7 +434,11 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="python -m pyserini_llara.index",
         description="Encode a corpus with a LLaRA model into a faiss index directory that "
                     "`python -m pyserini.search.faiss --index DIR --encoder llara:MODEL` searches.",
-        epilog="Sharded builds: run with --shard-id i --shard-num n on n machines (each writes a Flat index), "
+        epilog="Several processes on one machine: `torchrun --nproc-per-node N -m pyserini_llara.index ...` "
+               "(CPU or GPU; on GPUs also `accelerate launch --multi_gpu --num_processes N -m "
+               "pyserini_llara.index ...`) encodes one shard per process and merges them into --output; "
+               "--device cuda puts each process on its own GPU. "
+               "Several machines: run with --shard-id i --shard-num n on each (each writes a Flat index), "
                "then `python -m pyserini_llara.index merge --shards DIR... --output DIR [--index-type ...]`.")
     parser.add_argument("--corpus", required=True,
                         help="JSONL file or directory of *.jsonl / *.jsonl.gz (fields id/docid/_id and contents, "
@@ -440,7 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = vars(_build_parser().parse_args(argv))
         corpus, output = args.pop("corpus"), args.pop("output")
         resume, overwrite = args.pop("resume"), args.pop("overwrite")
-        build_index(corpus, output, IndexConfig(**args), resume=resume, overwrite=overwrite)
+        build = build_index_distributed if launched_ranks()[1] > 1 else build_index
+        build(corpus, output, IndexConfig(**args), resume=resume, overwrite=overwrite)
     except (IndexBuildError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,5 +1,7 @@
 import json
 import shutil
+import subprocess
+import sys
 import uuid
 
 import faiss
@@ -296,11 +298,31 @@ def test_cli_build_merge_and_errors(reference, corpus, tiny_llara, tmp_path, cap
     assert "build them with index type Flat" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_torchrun_processes_build_one_index_equal_to_the_single_build(reference, corpus, tiny_llara, tmp_path):
+    """Two CPU processes under torchrun (gloo): a shard each, merged by rank 0 into the asked index type."""
+    output = tmp_path / "index"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "pyserini_llara.index", "--corpus", str(corpus), "--output", str(output),
+               "--encoder", f"llara:{tiny_llara}", "--batch-size", "4", "--chunk-size", "8", "--index-type", "HNSW8"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "encoding shard 0/2" in run.stderr and "encoding shard 1/2" in run.stderr
+    assert_same_index(output, reference)
+    meta = IndexMeta.load(output)
+    assert (meta.index_type, meta.shard_num, meta.complete) == ("HNSW8", 1, True)
+    assert isinstance(faiss.read_index(str(output / "index")), faiss.IndexHNSWFlat)
+    assert not (tmp_path / "index.shards").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+
 def test_cli_help(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for flag in ("--corpus", "--encoder", "--lora", "--device", "--dtype", "--batch-size", "--max-length",
-                 "--index-type", "--shard-id", "--shard-num", "--resume", "--overwrite", "merge --shards"):
+                 "--index-type", "--shard-id", "--shard-num", "--resume", "--overwrite", "merge --shards",
+                 "torchrun", "accelerate launch", "benchmarks/README.md"):
         assert flag in text
