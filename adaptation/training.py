@@ -116,6 +116,15 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.size
 
 
+def enable_gradient_checkpointing(model) -> None:
+    """Non-reentrant checkpointing, which works with frozen inputs (LoRA) and 4-D masks alike."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+
+
 def apply_lora(model, tokenizer, args: TrainingArguments):
     """Wrap any module (a causal LM, or a bare transformer body) in peft LoRA per ``args``."""
     from peft import LoraConfig, get_peft_model
@@ -257,11 +266,7 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
 
     set_seed(args.seed)
     if args.gradient_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
+        enable_gradient_checkpointing(model)
     if args.use_lora:
         model = apply_lora(model, tokenizer, args)
     model.train()

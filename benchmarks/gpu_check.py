@@ -8,8 +8,9 @@ LLaMA-2's 21-token passage template (BOS + ``"`` + text + 19-token summarize suf
 1. encoding through ``LlaraEncoder.embed_ids`` in length-sorted batches: tokens/s, model FLOPs
    utilisation (2 x non-embedding parameters x real tokens / time / the card's dense bf16
    peak), and the hours to encode MS MARCO's 8.8M passages on 8 such GPUs;
-2. LoRA pretraining steps with gradient checkpointing at the release's lengths (text cut at
-   128 tokens + both suffixes);
+2. LoRA pretraining steps as ``adaptation.pretrain`` takes them (``apply_lora``, the joint
+   EBAE/EBAR objective, ``PretrainCollator`` batches) with gradient checkpointing at the
+   release's lengths (text cut at 128 tokens + both suffixes);
 3. exact inner-product search over 1M x 4096 vectors: faiss's GPU flat index when faiss has
    GPU support, and the same search as a plain torch matrix product + top-k.
 
@@ -136,49 +137,69 @@ def check_encoding(model, tokenizer, shape: Shape, device, gpus: int) -> dict:
             "msmarco_hours_on_gpus": MSMARCO_PASSAGES / (docs_s * gpus) / 3600, "gpus": gpus}
 
 
-def check_pretraining(model, tokenizer, shape: Shape, device) -> dict:
-    """LoRA (release fine-tuning settings: r 64, alpha 16, all projections) + gradient checkpointing."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+def pretrain_examples(n: int, rng: np.random.Generator) -> list[dict]:
+    """Release-format examples whose texts outlast the token budget, so every row is cut to full length."""
+    from tests.tiny import CORPUS
 
-    model.config.use_cache = False
-    if hasattr(model, "activation_checkpointing_enable"):  # the newer transformers name
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    lora = get_peft_model(model, LoraConfig(r=64, lora_alpha=16, lora_dropout=0.1, task_type="CAUSAL_LM",
-                                            target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
-                                                            "gate_proj", "up_proj", "down_proj"]))
+    def text() -> str:
+        return " ".join(rng.choice(CORPUS, size=80))
+
+    return [{"input": (t := text()), "output_summarize": t, "output_predict": text()} for _ in range(n)]
+
+
+def check_pretraining(model, tokenizer, shape: Shape, device) -> dict:
+    """LoRA pretraining steps as ``adaptation.pretrain`` takes them, at LLaMA-2's lengths.
+
+    The release's LoRA (r 64, alpha 16, all projections; with the 16 LLaRA token rows trained
+    as ``adaptation.training`` does by default), gradient checkpointing, the joint EBAE/EBAR
+    pass of ``adaptation.objective`` on batches from ``adaptation.data.PretrainCollator``, AdamW.
+    """
+    import torch
+
+    from adaptation.data import PretrainCollator
+    from adaptation.objective import PretrainObjective
+    from adaptation.training import TrainingArguments, apply_lora, enable_gradient_checkpointing
+    from pyserini_llara.template import Template
+
+    template = Template.from_tokenizer(tokenizer)
+    overhead = template.overhead("passage") + len(template.suffix_ids["query"])
+    length = LLAMA2_PASSAGE_OVERHEAD + PRETRAIN_TEXT_TOKENS + LLAMA2_QUERY_SUFFIX
+    collator = PretrainCollator(tokenizer, max_text_tokens=length - overhead)
+    objective = PretrainObjective(collator.n_summarize, collator.n_predict)
+    batch = collator(pretrain_examples(shape.train_batch, np.random.default_rng(1)))
+    if batch["input_ids"].shape[1] != length:
+        raise RuntimeError(f"pretraining rows are {batch['input_ids'].shape[1]} tokens, expected {length}")
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    enable_gradient_checkpointing(model)
+    lora = apply_lora(model, tokenizer, TrainingArguments(output_dir="unused", use_lora=True))
     lora.train()
     optimizer = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-4)
-    length = 2 + PRETRAIN_TEXT_TOKENS + (LLAMA2_PASSAGE_OVERHEAD - 2) + LLAMA2_QUERY_SUFFIX
-    rng = np.random.default_rng(1)
-    input_ids = torch.as_tensor(rng.integers(3, shape.vocab - 16, size=(shape.train_batch, length)), device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    def step() -> float:
-        loss = lora(input_ids=input_ids, labels=input_ids).loss
-        loss.backward()
+    def step() -> dict[str, float]:
+        losses = objective(lora, batch)
+        losses["loss"].backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return loss.detach().item()
+        return {name: value.detach().item() for name, value in losses.items()}
 
     step()  # warm-up
     sync(device)
     start = time.perf_counter()
     for _ in range(shape.train_steps):
-        last_loss = step()
+        last = step()
     sync(device)
     seconds = (time.perf_counter() - start) / shape.train_steps
     params = sum(p.numel() for p in lora.parameters() if not p.requires_grad)
     trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
-    tokens = shape.train_batch * length
+    tokens = int(batch["attention_mask"].sum())
     peak = peak_flops(device)
     # 6 N per token: forward 2N, backward ~2N (no frozen-weight gradients), recomputed forward 2N.
     flops = 6 * params * tokens / seconds
-    return {"loss": "plain causal LM loss (the bag-of-words terms are not timed here)",
-            "last_loss": last_loss, "batch": shape.train_batch, "sequence": length, "seconds_per_step": seconds,
+    return {"objective": "adaptation.objective joint EBAE/EBAR pass (LM 1, EBAE 0.05, EBAR 0.05)",
+            "last_losses": last, "batch": shape.train_batch, "sequence": length, "seconds_per_step": seconds,
             "tokens_s": tokens / seconds, "frozen_params": params, "trainable_params": trainable,
             "achieved_tflops_6N": flops / 1e12, "mfu_6N": flops / peak if peak else None,
             "peak_gpu_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
@@ -268,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     mfu = f"{100 * pre['mfu_6N']:.1f}% MFU (6N)" if pre["mfu_6N"] else "MFU n/a"
     memory = f", peak GPU memory {pre['peak_gpu_gb']:.1f} GiB" if pre["peak_gpu_gb"] else ""
     print(f"LoRA pretraining step ({pre['batch']} x {pre['sequence']} tokens, gradient checkpointing, "
-          f"{pre['loss']}): {pre['seconds_per_step']:.3f} s/step, {pre['tokens_s']:.0f} tokens/s, {mfu}{memory}",
+          f"joint EBAE/EBAR objective, loss {pre['last_losses']['loss']:.2f}): {pre['seconds_per_step']:.3f} s/step, {pre['tokens_s']:.0f} tokens/s, {mfu}{memory}",
           flush=True)
     del model
     if device.type == "cuda":
