@@ -38,6 +38,31 @@ def insuranceqa_answers(n: int) -> list[str]:
     return [" ".join(answers[i]["en"].split()) for i in ids]
 
 
+def release_loop(body, tokenizer, ids: Sequence[Sequence[int]], batch_size: int):
+    """The authors' README inference loop over templated ids, the baseline of the encoding benchmarks.
+
+    Arrival order; each batch left-padded by ``tokenizer.pad`` to its longest row (a multiple
+    of 8); a plain forward of the transformer body under ``no_grad`` with
+    ``output_hidden_states``; the normalised mean of ``hidden_states[-1]`` at the last 8
+    positions. Returns the [N, H] float32 embeddings and the positions computed (padding included).
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    device = next(body.parameters()).device
+    outputs, positions = [], 0
+    for start in range(0, len(ids), batch_size):
+        batch = [list(x) for x in ids[start:start + batch_size]]
+        inputs = tokenizer.pad({"input_ids": batch, "attention_mask": [[1] * len(x) for x in batch]}, padding=True,
+                               pad_to_multiple_of=8, padding_side="left", return_tensors="pt").to(device)
+        with torch.no_grad():
+            hidden = body(**inputs, return_dict=True, output_hidden_states=True).hidden_states[-1]
+        outputs.append(F.normalize(hidden[:, -8:, :].float().mean(dim=1), dim=-1).cpu().numpy())
+        positions += inputs["input_ids"].numel()
+    return np.concatenate(outputs), positions
+
+
 def set_threads() -> int:
     """All cores for torch (the default may be fewer inside containers)."""
     import torch

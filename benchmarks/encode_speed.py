@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import (emit, insuranceqa_answers, machine, peak_rss_mb, process_peak_rss_mb, reset_peak_rss,
-                     rss_mb, run_worker, set_threads, smollm2_gguf, table)
+from _common import (emit, insuranceqa_answers, machine, peak_rss_mb, process_peak_rss_mb, release_loop,
+                     reset_peak_rss, rss_mb, run_worker, set_threads, smollm2_gguf, table)
 
 VARIANTS = {
     "naive": "release recipe: arrival order, pad to longest (x8), fp32, no_grad, output_hidden_states",
@@ -38,19 +38,8 @@ DEFAULT_VARIANTS = ("naive", "fp32", "autocast-bf16", "bf16")
 
 def encode_naive(encoder, texts: list[str], batch_size: int) -> tuple[np.ndarray, int]:
     """The release's loop; returns embeddings and the number of positions computed (padding included)."""
-    import torch
-    import torch.nn.functional as F
-
-    tokenizer, outputs, positions = encoder.tokenizer, [], 0
-    for start in range(0, len(texts), batch_size):
-        ids = encoder.template.encode(tokenizer, texts[start:start + batch_size], "passage", encoder.max_text_tokens)
-        inputs = tokenizer.pad({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]},
-                               padding=True, pad_to_multiple_of=8, return_tensors="pt")
-        with torch.no_grad():
-            hidden = encoder.model(**inputs, return_dict=True, output_hidden_states=True).hidden_states[-1]
-        outputs.append(F.normalize(hidden[:, -8:, :].mean(dim=1), dim=-1).numpy())
-        positions += inputs["input_ids"].numel()
-    return np.concatenate(outputs), positions
+    ids = encoder.template.encode(encoder.tokenizer, texts, "passage", encoder.max_text_tokens)
+    return release_loop(encoder.model, encoder.tokenizer, ids, batch_size)
 
 
 def encode_ours(encoder, texts: list[str], batch_size: int) -> tuple[np.ndarray, int]:

@@ -7,7 +7,8 @@ LLaMA-2's 21-token passage template (BOS + ``"`` + text + 19-token summarize suf
 
 1. encoding through ``LlaraEncoder.embed_ids`` in length-sorted batches: tokens/s, model FLOPs
    utilisation (2 x non-embedding parameters x real tokens / time / the card's dense bf16
-   peak), and the hours to encode MS MARCO's 8.8M passages on 8 such GPUs;
+   peak), and the hours to encode MS MARCO's 8.8M passages on 8 such GPUs; then the release's
+   loop over the same ids (``_common.release_loop``) for speed, memory and embedding gap;
 2. LoRA pretraining steps as ``adaptation.pretrain`` takes them (``apply_lora``, the joint
    EBAE/EBAR objective, ``PretrainCollator`` batches) with gradient checkpointing at the
    release's lengths (text cut at 128 tokens + both suffixes);
@@ -110,7 +111,25 @@ def passage_ids(template, n: int, rng: np.random.Generator, text_tokens: tuple[i
     return [template.wrap(rng.integers(3, high, size=max(1, m)).tolist(), "passage") for m in lengths]
 
 
+def timed(device, work):
+    """(result, seconds, peak GPU GiB or None) of ``work()``."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    sync(device)
+    start = time.perf_counter()
+    result = work()
+    sync(device)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return result, seconds, peak
+
+
 def check_encoding(model, tokenizer, shape: Shape, device, gpus: int) -> dict:
+    """Our encoder (length-sorted batches, last hidden state only) against the release's loop, same ids."""
+    from _common import release_loop
     from pyserini_llara.encoding import LlaraEncoder, length_sorted_batches
 
     encoder = LlaraEncoder(model.model, tokenizer, batch_size=shape.encode_batch)
@@ -118,23 +137,35 @@ def check_encoding(model, tokenizer, shape: Shape, device, gpus: int) -> dict:
     batches = length_sorted_batches([len(x) for x in ids], shape.encode_batch)
     for batch in batches[:2]:  # warm-up: kernels, allocator
         encoder.embed_ids([ids[i] for i in batch])
-    sync(device)
-    start = time.perf_counter()
-    for batch in batches:
-        encoder.embed_ids([ids[i] for i in batch])
-    sync(device)
-    seconds = time.perf_counter() - start
+    release_loop(model.model, tokenizer, ids[:shape.encode_batch], shape.encode_batch)
+
+    def ours() -> np.ndarray:
+        out = np.empty((len(ids), encoder.dimension), dtype=np.float32)
+        for batch in batches:
+            out[batch] = encoder.embed_ids([ids[i] for i in batch]).numpy()
+        return out
+
+    embeddings, seconds, peak_memory = timed(device, ours)
+    (reference, naive_positions), naive_seconds, naive_memory = timed(
+        device, lambda: release_loop(model.model, tokenizer, ids, shape.encode_batch))
     tokens = sum(len(x) for x in ids)
     positions = sum(len(b) * max(len(ids[i]) for i in b) for b in batches)
     params = sum(p.numel() for p in model.model.parameters()) - model.model.embed_tokens.weight.numel()
     peak = peak_flops(device)
     docs_s = len(ids) / seconds
+    cosine = (embeddings * reference).sum(1)
     return {"docs": len(ids), "batch": shape.encode_batch, "mean_tokens": tokens / len(ids), "seconds": seconds,
             "docs_s": docs_s, "tokens_s": tokens / seconds, "padding": 1 - tokens / positions,
-            "non_embedding_params": params, "achieved_tflops": 2 * params * tokens / seconds / 1e12,
+            "peak_gpu_gb": peak_memory, "non_embedding_params": params,
+            "achieved_tflops": 2 * params * tokens / seconds / 1e12,
             "peak_tflops": peak / 1e12 if peak else None,
             "mfu": 2 * params * tokens / seconds / peak if peak else None,
-            "msmarco_hours_on_gpus": MSMARCO_PASSAGES / (docs_s * gpus) / 3600, "gpus": gpus}
+            "msmarco_hours_on_gpus": MSMARCO_PASSAGES / (docs_s * gpus) / 3600, "gpus": gpus,
+            "release_loop": {"seconds": naive_seconds, "docs_s": len(ids) / naive_seconds,
+                             "tokens_s": tokens / naive_seconds, "padding": 1 - tokens / naive_positions,
+                             "peak_gpu_gb": naive_memory},
+            "speedup_vs_release_loop": naive_seconds / seconds,
+            "max_abs_diff": float(np.abs(embeddings - reference).max()), "min_cosine": float(cosine.min())}
 
 
 def pretrain_examples(n: int, rng: np.random.Generator) -> list[dict]:
@@ -284,6 +315,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"encoding: {enc['docs_s']:.1f} docs/s, {enc['tokens_s']:.0f} tokens/s, "
           f"{enc['achieved_tflops']:.3g} TFLOP/s, {mfu}; MS MARCO ({MSMARCO_PASSAGES:,} passages) on "
           f"{args.gpus} such devices: {enc['msmarco_hours_on_gpus']:.2f} h", flush=True)
+    naive = enc["release_loop"]
+    print(f"  release loop (arrival order, pad to longest, output_hidden_states): {naive['docs_s']:.1f} docs/s, "
+          f"padding {naive['padding']:.1%} vs ours {enc['padding']:.1%}; ours {enc['speedup_vs_release_loop']:.2f}x; "
+          f"max abs diff {enc['max_abs_diff']:.1e}, min cosine {enc['min_cosine']:.5f}", flush=True)
 
     results["pretraining"] = pre = check_pretraining(model, tokenizer, shape, device)
     mfu = f"{100 * pre['mfu_6N']:.1f}% MFU (6N)" if pre["mfu_6N"] else "MFU n/a"
