@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -287,7 +288,35 @@ def check_search(shape: Shape, device) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
+def report_encoding(enc: dict) -> str:
+    mfu = f"{100 * enc['mfu']:.1f}% MFU" if enc["mfu"] else "MFU n/a (no known peak for this device)"
+    naive = enc["release_loop"]
+    return (f"encoding: {enc['docs_s']:.1f} docs/s, {enc['tokens_s']:.0f} tokens/s, "
+            f"{enc['achieved_tflops']:.3g} TFLOP/s, {mfu}; MS MARCO ({MSMARCO_PASSAGES:,} passages) on "
+            f"{enc['gpus']} such devices: {enc['msmarco_hours_on_gpus']:.2f} h\n"
+            f"  release loop (arrival order, pad to longest, output_hidden_states): {naive['docs_s']:.1f} docs/s, "
+            f"padding {naive['padding']:.1%} vs ours {enc['padding']:.1%}; ours {enc['speedup_vs_release_loop']:.2f}x; "
+            f"max abs diff {enc['max_abs_diff']:.1e}, min cosine {enc['min_cosine']:.5f}")
+
+
+def report_pretraining(pre: dict) -> str:
+    mfu = f"{100 * pre['mfu_6N']:.1f}% MFU (6N)" if pre["mfu_6N"] else "MFU n/a"
+    memory = f", peak GPU memory {pre['peak_gpu_gb']:.1f} GiB" if pre["peak_gpu_gb"] else ""
+    return (f"LoRA pretraining step ({pre['batch']} x {pre['sequence']} tokens, gradient checkpointing, joint "
+            f"EBAE/EBAR objective, loss {pre['last_losses']['loss']:.2f}): {pre['seconds_per_step']:.3f} s/step, "
+            f"{pre['tokens_s']:.0f} tokens/s, {mfu}{memory}")
+
+
+def report_search(search: dict) -> str:
+    line = (f"exact search {search['vectors']:,} x {search['dim']}, {search['queries']} queries, k {search['k']}: "
+            f"torch matmul+topk {search['torch_qps']:.0f} queries/s")
+    if "faiss_gpu_qps" in search:
+        line += (f"; faiss GPU flat {search['faiss_gpu_qps']:.0f} queries/s (add {search['faiss_add_s']:.1f} s, "
+                 f"top-{search['k']} overlap with torch {search['faiss_vs_torch_overlap']:.3f})")
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -295,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="CPU-sized shapes (hidden 256, 2 layers, 10k x 256 vectors)")
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--gpus", type=int, default=8, help="GPUs in the MS MARCO encoding projection")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here (after every step)")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     shape = SMALL if args.small else Shape()
@@ -304,42 +333,34 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {results['machine']}; device {device}; shape {'small' if args.small else 'LLaMA-2-7B'}",
           flush=True)
 
+    def attempt(name: str, work, report) -> None:
+        """One step; a failing step is reported and the others still run, since GPU time is scarce."""
+        try:
+            results[name] = work()
+            print(report(results[name]), flush=True)
+        except Exception as error:
+            traceback.print_exc()
+            results[name] = {"error": f"{type(error).__name__}: {error}"}
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2))
+
     start = time.perf_counter()
     tokenizer = tiny_tokenizer()
     model = build_model(shape, tokenizer, device)
     results["build_model_s"] = time.perf_counter() - start
     print(f"model built in {results['build_model_s']:.1f} s", flush=True)
-
-    results["encoding"] = enc = check_encoding(model, tokenizer, shape, device, args.gpus)
-    mfu = f"{100 * enc['mfu']:.1f}% MFU" if enc["mfu"] else "MFU n/a (no known peak for this device)"
-    print(f"encoding: {enc['docs_s']:.1f} docs/s, {enc['tokens_s']:.0f} tokens/s, "
-          f"{enc['achieved_tflops']:.3g} TFLOP/s, {mfu}; MS MARCO ({MSMARCO_PASSAGES:,} passages) on "
-          f"{args.gpus} such devices: {enc['msmarco_hours_on_gpus']:.2f} h", flush=True)
-    naive = enc["release_loop"]
-    print(f"  release loop (arrival order, pad to longest, output_hidden_states): {naive['docs_s']:.1f} docs/s, "
-          f"padding {naive['padding']:.1%} vs ours {enc['padding']:.1%}; ours {enc['speedup_vs_release_loop']:.2f}x; "
-          f"max abs diff {enc['max_abs_diff']:.1e}, min cosine {enc['min_cosine']:.5f}", flush=True)
-
-    results["pretraining"] = pre = check_pretraining(model, tokenizer, shape, device)
-    mfu = f"{100 * pre['mfu_6N']:.1f}% MFU (6N)" if pre["mfu_6N"] else "MFU n/a"
-    memory = f", peak GPU memory {pre['peak_gpu_gb']:.1f} GiB" if pre["peak_gpu_gb"] else ""
-    print(f"LoRA pretraining step ({pre['batch']} x {pre['sequence']} tokens, gradient checkpointing, "
-          f"joint EBAE/EBAR objective, loss {pre['last_losses']['loss']:.2f}): {pre['seconds_per_step']:.3f} s/step, {pre['tokens_s']:.0f} tokens/s, {mfu}{memory}",
-          flush=True)
+    attempt("encoding", lambda: check_encoding(model, tokenizer, shape, device, args.gpus), report_encoding)
+    attempt("pretraining", lambda: check_pretraining(model, tokenizer, shape, device), report_pretraining)
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-    results["search"] = search = check_search(shape, device)
-    line = (f"exact search {search['vectors']:,} x {search['dim']}, {search['queries']} queries, k {search['k']}: "
-            f"torch matmul+topk {search['torch_qps']:.0f} queries/s")
-    if "faiss_gpu_qps" in search:
-        line += (f"; faiss GPU flat {search['faiss_gpu_qps']:.0f} queries/s (add {search['faiss_add_s']:.1f} s, "
-                 f"top-{search['k']} overlap with torch {search['faiss_vs_torch_overlap']:.3f})")
-    print(line, flush=True)
+    attempt("search", lambda: check_search(shape, device), report_search)
+    failed = [name for name in ("encoding", "pretraining", "search") if "error" in results[name]]
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
         print(f"results written to {args.out}")
+    if failed:
+        print(f"failed: {', '.join(failed)} (tracebacks above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
