@@ -389,9 +389,11 @@ def build_index_distributed(corpus: str | os.PathLike, output: str | os.PathLike
     """``build_index`` split over the processes of ``torchrun`` / ``accelerate launch``: one shard each, then one index.
 
     Each rank encodes its shard into ``OUTPUT.shards/RANK`` (on ``cuda:LOCAL_RANK`` when the
-    device is ``cuda``); once all are done (a gloo barrier), rank 0 merges them into
-    ``output`` as ``config.index_type`` and removes the shards. After a crash, rerunning with
-    ``resume`` and the same number of processes continues every shard where it stopped.
+    device is ``cuda``) and says so in the launcher's key-value store; rank 0 waits for all of
+    them, merges them into ``output`` as ``config.index_type`` and removes the shards. The
+    store alone is enough for that, and unlike a gloo process group its teardown cannot abort
+    a finished build. After a crash, rerunning with ``resume`` and the same number of
+    processes continues every shard where it stopped.
     """
     import torch.distributed as dist
 
@@ -410,17 +412,15 @@ def build_index_distributed(corpus: str | os.PathLike, output: str | os.PathLike
     shards = [work / f"{r:05d}" for r in range(world)]
     device = f"cuda:{local_rank}" if config.device == "cuda" else config.device
     shard = dataclasses.replace(config, device=device, index_type="Flat", nprobe=None, shard_id=rank, shard_num=world)
-    # Ranks wait for the slowest shard here, which may take hours of encoding.
-    dist.init_process_group("gloo", timeout=timedelta(days=7))
-    try:
-        build_index(corpus, shards[rank], shard, resume=resume, overwrite=overwrite)
-        dist.barrier()
-        if rank == 0:
-            merge_shards(shards, output, index_type=config.index_type, nprobe=config.nprobe, overwrite=True)
-            shutil.rmtree(work)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    # Rank 0 waits here for the slowest shard, which may take hours of encoding.
+    store = next(dist.rendezvous("env://", timeout=timedelta(days=7)))[0]
+    build_index(corpus, shards[rank], shard, resume=resume, overwrite=overwrite)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # a restarted launch must not see old keys
+    store.set(f"pyserini_llara/{attempt}/shard/{rank}", "done")
+    if rank == 0:
+        store.wait([f"pyserini_llara/{attempt}/shard/{r}" for r in range(world)], timedelta(days=7))
+        merge_shards(shards, output, index_type=config.index_type, nprobe=config.nprobe, overwrite=True)
+        shutil.rmtree(work)
     return output
 
 

@@ -1,4 +1,5 @@
 import math
+import os
 
 import pytest
 import torch
@@ -70,8 +71,13 @@ def _rank(rank: int, world: int, init_file: str, result_file: str):
             dist.all_reduce(grad)
             grad /= world
         torch.save({"loss": loss, "grads": grads}, f"{result_file}.{rank}")
-    finally:
+        dist.barrier()
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    # gloo's teardown aborts now and then (SIGABRT in destroy_process_group or at exit, about 1 run in 20
+    # with torch 2.13 on CPU); both results are on disk, so leave without it.
+    os._exit(0)
 
 
 def test_cross_device_equals_single_process(tmp_path):
