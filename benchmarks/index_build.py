@@ -8,7 +8,7 @@ process's own (``os.wait4``).
    ``seconds = fixed + per_doc x N`` is fitted to the times; the residuals say how straight
    it is. With chunks smaller than the corpus, peak memory should not grow with N.
 2. Processes: the largest corpus once more under ``torchrun --nproc-per-node P`` (one shard
-   per process, gloo, rank 0 merges) against the single build; the merged index must hold the
+   per process, rank 0 merges) against the single build; the merged index must hold the
    same docids in order and the same vectors.
 
     python benchmarks/index_build.py                                   # 256/512/1024 answers, bf16, 2 processes

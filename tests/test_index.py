@@ -300,7 +300,7 @@ def test_cli_build_merge_and_errors(reference, corpus, tiny_llara, tmp_path, cap
 
 @pytest.mark.slow
 def test_torchrun_processes_build_one_index_equal_to_the_single_build(reference, corpus, tiny_llara, tmp_path):
-    """Two CPU processes under torchrun (gloo): a shard each, merged by rank 0 into the asked index type."""
+    """Two CPU processes under torchrun: a shard each, merged by rank 0 into the asked index type."""
     output = tmp_path / "index"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "pyserini_llara.index", "--corpus", str(corpus), "--output", str(output),
