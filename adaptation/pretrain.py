@@ -29,7 +29,7 @@ from pyserini_llara.modeling import ModelLoadError
 from .data import READY_KEYS, DataError, JsonlExamples, PretrainCollator, expand_sources
 from .objective import LossWeights, PretrainObjective
 from .prepare import ChunkArguments, HelpFormatter, PrepareArguments, prepare
-from .training import NonFiniteLossError, TrainingArguments, train
+from .training import NonFiniteLossError, TrainingArguments, process_state, train
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,6 @@ def is_ready_made(path: str) -> bool:
 
 def training_examples(data_args: DataArguments, tokenizer, output_dir: str, tokenizer_name: str) -> JsonlExamples:
     """The dataset: the given release-format JSONL, or OUTPUT_DIR/data/train.jsonl prepared once (reused on resume)."""
-    from accelerate import PartialState
-
     sources = expand_sources(data_args.train_data)
     if len(sources) == 1 and is_ready_made(sources[0]):
         return JsonlExamples(sources[0], limit=data_args.max_examples)
@@ -120,7 +118,7 @@ def training_examples(data_args: DataArguments, tokenizer, output_dir: str, toke
     settings = PrepareArguments(**{k: v for k, v in asdict(data_args).items() if k in ChunkArguments.__dataclass_fields__},
                                 input=list(data_args.train_data), output=str(target), tokenizer=tokenizer_name)
     stats_file = Path(str(target) + ".stats.json")
-    state = PartialState()
+    state = process_state()
     with state.main_process_first():
         if state.is_main_process:
             previous = json.loads(stats_file.read_text())["arguments"] if stats_file.is_file() and target.is_file() else None

@@ -116,6 +116,17 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.size
 
 
+def process_state():
+    """accelerate's process state, made once per process with the right device kind.
+
+    Without a GPU, accelerate counts torchrun's processes only when told it runs on CPU;
+    otherwise every process would train alone on all the data and write the same output.
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def enable_gradient_checkpointing(model) -> None:
     """Non-reentrant checkpointing, which works with frozen inputs (LoRA) and 4-D masks alike."""
     if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
@@ -252,7 +263,7 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
     # accelerate keeps them in singletons, which are reset here (the distributed state is kept).
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    accelerator = Accelerator(mixed_precision=args.mixed_precision,
+    accelerator = Accelerator(cpu=process_state().device.type == "cpu", mixed_precision=args.mixed_precision,
                               gradient_accumulation_steps=args.gradient_accumulation_steps)
     if args.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise ValueError("mixed_precision=fp16 needs a GPU; use bf16 on CPU")

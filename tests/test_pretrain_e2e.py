@@ -1,6 +1,8 @@
 """adaptation.pretrain end to end on a tiny base model: tokens added, output loads in the plugin, bad inputs."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -44,6 +46,27 @@ def test_pretrain_adds_tokens_and_exports_an_encoder(tiny_base, corpus, tmp_path
     stamp = prepared.stat().st_mtime_ns
     pretrain(*arguments(tiny_base, corpus, tmp_path / "run", max_steps=3, save_steps=3))
     assert prepared.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_under_torchrun_train_data_parallel(tiny_base, corpus, tmp_path):
+    """Each process takes its share of every global batch (not all the data alone), and the run is logged once."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "adaptation.pretrain", "--model_name_or_path", str(tiny_base), "--train_data", str(corpus),
+               "--chunk_tokens", "24", "--min_chunk_tokens", "8", "--max_text_tokens", "32", "--max_steps", "2",
+               "--save_steps", "2", "--logging_steps", "1", "--per_device_train_batch_size", "1",
+               "--output_dir", str(tmp_path / "ddp")]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "1 x 1 accumulation x 2 processes" in (tmp_path / "ddp" / "README.md").read_text()
+    single = pretrain(*arguments(tiny_base, corpus, tmp_path / "single", per_device_train_batch_size=2,
+                                 logging_steps=1))
+
+    def tokens(directory):
+        return [json.loads(line)["tokens"] for line in (directory / "metrics.jsonl").read_text().splitlines()]
+
+    # One process with batch 2 sees the same examples per step as two processes with batch 1 each.
+    assert tokens(tmp_path / "ddp") == tokens(single) and len(tokens(single)) == 2
 
 
 def test_cli_help_lists_every_group(capsys):
