@@ -1,4 +1,4 @@
-"""The prepared GPU script must run as is when a session gets a GPU: its CPU-sized run is checked here."""
+"""The prepared GPU script must run as is on a GPU machine: its CPU-sized run is checked here."""
 
 import json
 import math
