@@ -234,34 +234,38 @@ def _load_chunk(path: Path) -> tuple[list[str], np.ndarray]:
         return data["docids"].tolist(), data["vectors"]
 
 
-def _exists_error(output: Path) -> IndexBuildError:
-    return IndexBuildError(f"{output} already exists and is not empty; pass --resume to continue an "
-                           "interrupted build, --overwrite to replace it, or choose another --output")
-
-
-def _prepare_output(output: Path, resume: bool, overwrite: bool) -> IndexMeta | None:
-    """The metadata of a build to resume, or None for a fresh start in an empty directory."""
+def _check_output(output: Path, resume: bool, overwrite: bool) -> tuple[list[str], IndexMeta | None]:
+    """What ``output`` holds and, to resume, its metadata; raises where a build may not go on there. Changes nothing."""
     if output.exists() and not output.is_dir():
         raise IndexBuildError(f"{output} exists and is not a directory")
     entries = sorted(p.name for p in output.iterdir()) if output.exists() else []
     if not entries:
-        output.mkdir(parents=True, exist_ok=True)
-        return None
+        return entries, None
     if resume:
         if META_FILE not in entries:
             raise IndexBuildError(f"cannot resume: {output} has no {META_FILE}, so it is not a pyserini-llara index")
-        return IndexMeta.load(output)
+        return entries, IndexMeta.load(output)
     if not overwrite:
-        raise _exists_error(output)
+        raise IndexBuildError(f"{output} already exists and is not empty; pass --resume to continue an "
+                              "interrupted build, --overwrite to replace it, or choose another --output")
     ours = {INDEX_FILE, DOCID_FILE, META_FILE, CHUNK_DIR}
     foreign = [e for e in entries if e not in ours and not e.endswith(".tmp")]
     if foreign:
         raise IndexBuildError(f"refusing to overwrite {output}: it holds files that are not part of an index "
                               f"({', '.join(foreign[:5])}); choose another --output")
-    for entry in entries:
-        path = output / entry
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return None
+    return entries, None
+
+
+def _prepare_output(output: Path, resume: bool, overwrite: bool) -> IndexMeta | None:
+    """The metadata of a build to resume, or None for a fresh start in an empty directory."""
+    entries, previous = _check_output(output, resume, overwrite)
+    if not entries:
+        output.mkdir(parents=True, exist_ok=True)
+    elif previous is None:
+        for entry in entries:
+            path = output / entry
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return previous
 
 
 def _count(corpus: str) -> int:
@@ -402,12 +406,10 @@ def build_index_distributed(corpus: str | os.PathLike, output: str | os.PathLike
         raise ValueError("under torchrun / accelerate launch each process builds the shard of its rank: "
                          "drop --shard-id/--shard-num")
     output = Path(output)
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        if not resume:
-            raise _exists_error(output)
-        if IndexMeta.load(output).complete:
-            logger.info("%s is already complete", output)
-            return output
+    previous = _check_output(output, resume, overwrite)[1]  # before hours of encoding, not at the merge
+    if previous is not None and previous.complete:
+        logger.info("%s is already complete", output)
+        return output
     work = output.with_name(output.name + ".shards")
     shards = [work / f"{r:05d}" for r in range(world)]
     device = f"cuda:{local_rank}" if config.device == "cuda" else config.device
