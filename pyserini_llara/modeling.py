@@ -7,34 +7,28 @@ from ``adapter_config.json``), or a ``.gguf`` file (dequantised by transformers)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from .precision import resolve_dtype
 from .template import add_special_tokens, ensure_pad_token, missing_special_tokens
 
 logger = logging.getLogger(__name__)
-
-DTYPES = ("float32", "bfloat16", "float16")
-DType = Literal["float32", "bfloat16", "float16"]
-
 
 class ModelLoadError(OSError):
     pass
 
 
-def torch_dtype(name: str):
+def torch_dtype(name: str, device="cpu"):
+    """The torch dtype for a precision name; ``auto`` is resolved for ``device`` (see ``precision``)."""
     import torch
 
-    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "auto": "float32"}
-    name = aliases.get(name, name)
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
-    return getattr(torch, name)
+    return getattr(torch, resolve_dtype(name, device))
 
 
 def half_dtype_for(device: str) -> str:
@@ -164,7 +158,7 @@ def load_model(
 
     source = resolve_source(name_or_path, lora)
     tokenizer = load_tokenizer(source, add_tokens=add_tokens)
-    kwargs = {"dtype": torch_dtype(dtype), "attn_implementation": attn_implementation}
+    kwargs = {"dtype": torch_dtype(dtype, device), "attn_implementation": attn_implementation}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
     # An adapter was trained on the causal LM; merge it there, then keep the body.
@@ -188,6 +182,69 @@ def load_model(
         if not causal_lm:
             model = model.get_decoder()
     return model.to(device).eval(), tokenizer
+
+
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "adapter_model.bin", "*.gguf")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "vocab.json", "merges.txt")
+_WHOLE_FILE_LIMIT = 64 << 20
+_SAMPLES, _SAMPLE_BYTES = 64, 64 << 10
+
+
+def _local_dir(name_or_path: str) -> Path | None:
+    """A hub id's snapshot in the local cache (no download), or the path itself when it exists."""
+    if os.path.exists(name_or_path):
+        return Path(name_or_path)
+    try:
+        from transformers.utils import cached_file
+
+        config = cached_file(name_or_path, "config.json", local_files_only=True,
+                             _raise_exceptions_for_missing_entries=False)
+    except (OSError, ValueError):
+        return None
+    return Path(config).parent if config else None
+
+
+def _hash_file(digest, path: Path) -> None:
+    """Small files whole; large ones by 64 evenly spaced 64 KiB samples, which any fine-tune changes."""
+    size = path.stat().st_size
+    digest.update(f"{path.name}:{size}\n".encode())
+    with open(path, "rb") as handle:
+        if size <= _WHOLE_FILE_LIMIT:
+            digest.update(handle.read())
+            return
+        for i in range(_SAMPLES):
+            handle.seek((size - _SAMPLE_BYTES) * i // (_SAMPLES - 1))
+            digest.update(handle.read(_SAMPLE_BYTES))
+
+
+def model_fingerprint(name_or_path: str, lora: str | None = None) -> str:
+    """What a model's vectors depend on, named independently of how the model was spelt.
+
+    A hash of the weight and tokenizer files (sampled for large files: ~4 MB read per file),
+    so the same model reached as ``DIR``, ``DIR/``, a symlink or a moved copy gives the same
+    fingerprint, and another fine-tune of it does not. A hub id absent from the local cache
+    falls back to ``hub:ID``.
+    """
+    source = resolve_source(name_or_path, lora)
+    digest = hashlib.sha256()
+    parts = [(source.base, source.gguf_file)] + ([(source.adapter, None)] if source.adapter else [])
+    for name, single in parts:
+        directory = _local_dir(name)
+        if directory is None:
+            digest.update(f"hub:{name}\n".encode())
+            continue
+        if directory.is_file():
+            directory, single = directory.parent, directory.name
+        files = [directory / single] if single else sorted(
+            {p for pattern in WEIGHT_PATTERNS for p in directory.glob(pattern) if p.is_file()})
+        if not single:  # a GGUF file carries its tokenizer
+            files += [directory / n for n in TOKENIZER_FILES if (directory / n).is_file()]
+        if not files:
+            raise ModelLoadError(f"{directory} holds no model weights ({', '.join(WEIGHT_PATTERNS)})")
+        for path in files:
+            _hash_file(digest, path)
+    return digest.hexdigest()[:16]
 
 
 def smollm2_gguf_path() -> str:

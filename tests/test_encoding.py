@@ -1,5 +1,6 @@
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pyserini_llara.encoding import LlaraEncoder, length_sorted_batches, pool_placeholders
-from pyserini_llara.modeling import ModelLoadError, load_model
+from pyserini_llara.modeling import ModelLoadError, load_model, model_fingerprint
 from pyserini_llara.template import PREDICT_SUFFIX, SUMMARIZE_SUFFIX, MissingLlaraTokensError
 
 WORDS = "the llama is a domesticated camelid used as a pack animal insurance covers the cost of damage".split()
@@ -138,3 +139,18 @@ def test_unreachable_hub_model_error_names_it_and_says_how_to_pass_a_path(monkey
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast instead of retrying
     with pytest.raises(ModelLoadError, match=r"BAAI/LLARA-nonexistent.*--encoder llara:DIR"):
         load_model("BAAI/LLARA-nonexistent")
+
+
+def test_model_fingerprint_ignores_spelling_and_copies_but_not_other_weights(tiny_llara, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    copy = shutil.copytree(tiny_llara, tmp_path / "moved")
+    link = tmp_path / "link"
+    link.symlink_to(tiny_llara)
+    same = {model_fingerprint(str(p)) for p in (tiny_llara, f"{tiny_llara}/", copy, link)}
+    assert len(same) == 1
+    weights = load_file(copy / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1e-3
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    assert model_fingerprint(str(copy)) not in same
