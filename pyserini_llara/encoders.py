@@ -14,7 +14,7 @@ import numpy as np
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
 from .encoding import LlaraEncoder
-from .modeling import half_dtype_for
+from .precision import pyserini_half
 from .registration import model_name
 from .template import DEFAULT_MAX_TEXT_TOKENS, join_title
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 def _load(name: str, device: str, fp16: bool, tokenizer_name: str | None, **kwargs) -> LlaraEncoder:
     if tokenizer_name:
         logger.warning("ignoring tokenizer %s: a LLaRA model is encoded with its own tokenizer", tokenizer_name)
-    dtype = half_dtype_for(device) if fp16 else kwargs.pop("dtype", "float32")
+    dtype = pyserini_half(device) if fp16 else kwargs.pop("dtype", "float32")
     return LlaraEncoder.from_pretrained(model_name(name), device=device or "cpu", dtype=dtype, **kwargs)
 
 
@@ -60,7 +60,7 @@ class LlaraDocumentEncoder(DocumentEncoder):
                max_length: int | None = None, **kwargs) -> np.ndarray:
         """``pyserini.encode`` passes ``fp16`` and ``max_length`` (text tokens; the template is extra) per batch."""
         if fp16 and self.encoder.model.dtype.is_floating_point and self.encoder.model.dtype.itemsize == 4:
-            self.encoder.set_dtype(half_dtype_for(self._device))
+            self.encoder.set_dtype(pyserini_half(self._device))
         if titles is not None:
             texts = [join_title(title, text) for title, text in zip(titles, texts)]
         return self.encoder.encode_passages(list(texts), max_text_tokens=max_length)

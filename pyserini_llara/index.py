@@ -34,6 +34,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .corpus import read_corpus
+from .modeling import model_fingerprint
 from .registration import DEFAULT_MODEL, model_name
 from .template import DEFAULT_MAX_TEXT_TOKENS
 
@@ -98,6 +99,7 @@ class IndexMeta:
     end: int
     chunk_size: int
     complete: bool = False
+    model_fingerprint: str | None = None  # modeling.model_fingerprint: the model whatever its spelling
 
     @property
     def count(self) -> int:
@@ -113,7 +115,8 @@ class IndexMeta:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise IndexBuildError(f"cannot read {path} ({error}): {directory} is not a pyserini-llara index") from None
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.name != "complete"]
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and f.default is dataclasses.MISSING]
         if missing:
             raise IndexBuildError(f"{path} lacks {', '.join(missing)}: it was not written by pyserini-llara")
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
@@ -307,7 +310,8 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
                      max_length=config.max_length, dimension=encoder.dimension, dtype=config.dtype,
                      index_type=config.index_type, nprobe=config.nprobe, corpus=corpus, corpus_count=total,
                      shard_id=config.shard_id, shard_num=config.shard_num, start=start, end=end,
-                     chunk_size=config.chunk_size)
+                     chunk_size=config.chunk_size,
+                     model_fingerprint=model_fingerprint(model_name(config.encoder), config.lora))
     if previous is not None:
         changed = differences(previous, meta, ENCODING_KEYS + ("corpus_count", "shard_id", "shard_num", "chunk_size"))
         if changed:

@@ -31,11 +31,6 @@ def torch_dtype(name: str, device="cpu"):
     return getattr(torch, resolve_dtype(name, device))
 
 
-def half_dtype_for(device: str) -> str:
-    """What Pyserini's --fp16 means on a device: fp16 on CUDA, bf16 on CPU (fast there, and safe)."""
-    return "float16" if str(device).startswith("cuda") else "bfloat16"
-
-
 @dataclass(frozen=True)
 class ModelSource:
     """Where weights and tokenizer come from, resolved from a user's model name."""

@@ -141,6 +141,16 @@ def resolve_dtype(requested: str, device) -> str:
     return requested
 
 
+def pyserini_half(device) -> str:
+    """What Pyserini's ``--fp16`` asks for: the device's fast low precision, or float32 (said once) where none is fast."""
+    fast = fast_low_precision(device)
+    if fast is None:
+        _once(("fp16-flag", str(device)), logging.WARNING,
+              "--fp16: no low precision is faster than float32 on %s (%s); encoding in float32", device,
+              describe(device))
+    return fast or "float32"
+
+
 def resolve_mixed_precision(requested: str, device) -> str:
     """accelerate's ``mixed_precision`` (no / bf16 / fp16) for ``requested``, ``auto`` resolved per device."""
     requested = str(requested).lower()

@@ -68,15 +68,18 @@ def test_pyserini_search_and_encode_choose_our_encoders(tiny_llara):
     np.testing.assert_allclose(docs, reference.encode_passages(["Llama An animal.", "- Pays for damage."]), atol=1e-5)
 
 
-def test_pyserini_fp16_flag_switches_the_document_encoder_to_half_precision(tiny_llara):
+@pytest.mark.parametrize("fast", ["bfloat16", None])
+def test_pyserini_fp16_flag_means_the_fast_half_precision_of_the_device(tiny_llara, monkeypatch, fast):
     import torch
 
+    from pyserini_llara import precision
     from pyserini_llara.encoders import LlaraDocumentEncoder
 
+    monkeypatch.setattr(precision, "fast_low_precision", lambda device: fast)
     encoder = LlaraDocumentEncoder(model_name=f"llara:{tiny_llara}", device="cpu")
     full = encoder.encode(texts=["a llama carries packs"])
     half = encoder.encode(texts=["a llama carries packs"], fp16=True)
-    assert encoder.encoder.model.dtype == torch.bfloat16
+    assert encoder.encoder.model.dtype == (torch.bfloat16 if fast else torch.float32)
     assert float((full * half).sum()) > 0.99
 
 
