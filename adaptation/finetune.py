@@ -13,10 +13,10 @@ run from its last checkpoint.
 Examples:
   python -m adaptation.mine --dataset beir/scifact/train --output scifact-train.jsonl
   python -m adaptation.finetune --model_name_or_path runs/llara --train_data scifact-train.jsonl \
-      --output_dir runs/llara-scifact --per_device_train_batch_size 8 --mixed_precision bf16
+      --output_dir runs/llara-scifact --per_device_train_batch_size 8
   accelerate launch --config_file examples/accelerate/deepspeed_zero1.yaml -m adaptation.finetune \
       --model_name_or_path runs/llara --train_data msmarco-train.jsonl --output_dir runs/llara-msmarco \
-      --per_device_train_batch_size 16 --mixed_precision bf16 --gradient_checkpointing
+      --per_device_train_batch_size 16 --gradient_checkpointing
   python -m adaptation.finetune args.json          # all arguments from a JSON file
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -35,7 +35,7 @@ from pyserini_llara.template import MissingLlaraTokensError
 
 from .contrastive import contrastive_loss
 from .finetune_data import ContrastiveCollator, ContrastiveDataset, TrainDataError, read_examples
-from .training import NonFiniteLossError, TrainingArguments, train
+from .training import NonFiniteLossError, TrainingArguments, process_state, train
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,10 @@ class FinetuneArguments:
                 "benchmarks/finetune_speed.py"})
     add_tokens: bool = field(default=False, metadata={
         "help": "add <s1>..<s16> to a model that lacks them (fine-tuning without LLaRA adaptation: an ablation)"})
-    dtype: str = field(default="float32", metadata={
-        "help": "Weights dtype: float32 (use --mixed_precision bf16 for speed), or bfloat16, which halves the "
-                "memory of LoRA's frozen base"})
+    dtype: str = field(default="auto", metadata={
+        "help": "Dtype of the weights: auto = float32 (master weights: AdamW's small updates vanish in bf16; "
+                "--mixed_precision gives the speed), float32, or bfloat16, which halves the memory of LoRA's "
+                "frozen base"})
 
     def __post_init__(self):
         if self.train_group_size < 1:
@@ -126,7 +127,9 @@ class ContrastiveObjective:
 def prepare(args: FinetuneArguments, training: FinetuneTrainingArguments):
     """Read and check the data, load the model body: ``(model, tokenizer, dataset, collator, objective, card)``."""
     from pyserini_llara.modeling import load_model
+    from pyserini_llara.precision import resolve_training_dtype
 
+    args = replace(args, dtype=resolve_training_dtype(args.dtype, process_state().device))
     corpus = None
     if args.corpus is not None:
         from pyserini_llara.corpus import read_corpus

@@ -68,7 +68,9 @@ class MineArguments:
     threads: int = field(default=4, metadata={"help": "Lucene indexing and search threads"})
     batch_size: int = field(default=32, metadata={"help": "dense encoding batch size"})
     max_text_tokens: int = field(default=512, metadata={"help": "dense: text tokens kept per passage and query"})
-    dtype: str = field(default="float32", metadata={"help": "dense: model dtype (float32, bfloat16, float16)"})
+    dtype: str = field(default="auto", metadata={
+        "help": "dense: model dtype: auto (bf16 where the device runs it natively, else float32), float32, "
+                "bfloat16 or float16"})
     device: str = field(default="cpu", metadata={"help": "dense: torch device, e.g. cuda:0"})
 
     def __post_init__(self):

@@ -12,7 +12,7 @@ Examples:
       --train_data enwiki-pages-articles.xml.bz2 --output_dir runs/smollm2-llara --max_steps 1000
   accelerate launch --config_file examples/accelerate/deepspeed_zero1.yaml -m adaptation.pretrain \\
       --model_name_or_path meta-llama/Llama-2-7b-hf --train_data pretrain.jsonl --output_dir runs/llara \\
-      --mixed_precision bf16 --gradient_checkpointing --per_device_train_batch_size 8
+      --gradient_checkpointing --per_device_train_batch_size 8
   python -m adaptation.pretrain args.json          # all arguments from a JSON file
 """
 
@@ -41,8 +41,9 @@ class ModelArguments:
     model_name_or_path: str = field(metadata={
         "help": "Base causal LM: hub id, local directory or .gguf file. It needs its LM head; the LLaRA "
                 "tokens are added (and the embeddings resized) if missing."})
-    dtype: str = field(default="float32", metadata={
-        "help": "Weights dtype: float32 (use --mixed_precision bf16 for speed), bfloat16 or float16."})
+    dtype: str = field(default="auto", metadata={
+        "help": "Dtype of the trained weights: auto = float32 (master weights: AdamW's small updates vanish in "
+                "bf16; --mixed_precision gives the speed), or float32, bfloat16, float16."})
     attn_implementation: str = field(default="sdpa", metadata={
         "help": "sdpa or eager. Flash attention cannot take the EBAR mask (a 4-D float mask)."})
 
@@ -131,9 +132,11 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, objective_arg
              training_args: TrainingArguments) -> Path:
     """Load, adapt and export; returns the output directory (importable form of the CLI)."""
     from pyserini_llara.modeling import load_model
+    from pyserini_llara.precision import resolve_training_dtype
 
     check_lm_head(model_args.model_name_or_path)
-    model, tokenizer = load_model(model_args.model_name_or_path, dtype=model_args.dtype, add_tokens=True,
+    dtype = resolve_training_dtype(model_args.dtype, process_state().device)
+    model, tokenizer = load_model(model_args.model_name_or_path, dtype=dtype, add_tokens=True,
                                   causal_lm=True, attn_implementation=model_args.attn_implementation)
     if model.get_output_embeddings() is None:
         raise ModelLoadError(f"{model_args.model_name_or_path} loaded without an LM head; EBAE/EBAR needs a causal LM")

@@ -19,11 +19,13 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from pyserini_llara.precision import check_mixed_precision, resolve_mixed_precision
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,6 @@ CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
-MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 def _help(text: str, **kwargs):
@@ -59,8 +60,10 @@ class TrainingArguments:
                                    "(transformers.get_scheduler names).", default="linear")
     weight_decay: float = _help("AdamW weight decay on matrices (not on norms and biases).", default=0.0)
     max_grad_norm: float = _help("Clip the gradient norm to this; 0 disables clipping.", default=1.0)
-    mixed_precision: str = _help("no | bf16 | fp16 (fp16 needs a GPU; bf16 is fast on recent CPUs too).",
-                                 default="no")
+    mixed_precision: str = _help("auto | no | bf16 | fp16: the compute precision of autocast. auto = bf16 where "
+                                 "the device runs it natively (recent GPUs, CPUs with AVX-512 BF16 or AMX), fp16 "
+                                 "on older GPUs, none (fp32) on other CPUs, where bf16 is many times slower.",
+                                 default="auto")
     gradient_checkpointing: bool = _help("Recompute activations in the backward pass: less memory, ~30% slower.",
                                          default=False)
     save_steps: int = _help("Write a resumable checkpoint every this many optimizer steps.", default=500)
@@ -84,8 +87,7 @@ class TrainingArguments:
                                         default=0)
 
     def __post_init__(self):
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+        check_mixed_precision(self.mixed_precision)
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "save_steps", "logging_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -263,7 +265,10 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
     # accelerate keeps them in singletons, which are reset here (the distributed state is kept).
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    accelerator = Accelerator(cpu=process_state().device.type == "cpu", mixed_precision=args.mixed_precision,
+    device = process_state().device
+    # Resolved once, so that checkpoints, training_args.json and the card record what ran.
+    args = replace(args, mixed_precision=resolve_mixed_precision(args.mixed_precision, device))
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=args.mixed_precision,
                               gradient_accumulation_steps=args.gradient_accumulation_steps)
     if args.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise ValueError("mixed_precision=fp16 needs a GPU; use bf16 on CPU")
@@ -281,6 +286,11 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
     if args.use_lora:
         model = apply_lora(model, tokenizer, args)
     model.train()
+    weights = str(next(p.dtype for p in model.parameters() if p.is_floating_point())).removeprefix("torch.")
+    autocast = "no autocast" if args.mixed_precision == "no" else f"{args.mixed_precision} autocast"
+    precision = f"{weights} weights, {autocast}"
+    if main:
+        logger.info("training precision: %s", precision)
 
     sampler = EpochSampler(len(dataset), args.seed)
     # Its own generator: starting an iterator must not draw from the global RNG (dropout's), or a
@@ -399,7 +409,7 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
                      if args.use_lora else "no (full fine-tuning)"),
             "learning rate": args.learning_rate,
             "batch": f"{args.per_device_train_batch_size} x {args.gradient_accumulation_steps} accumulation x "
-                     f"{accelerator.num_processes} processes", "precision": args.mixed_precision}
+                     f"{accelerator.num_processes} processes", "precision": precision}
     export_model(model, tokenizer, output_dir, adapter_only=args.save_adapter_only, accelerator=accelerator,
                  card=card, arguments=asdict(args))
     if main:

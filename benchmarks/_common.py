@@ -109,23 +109,17 @@ def _status_kb(field: str) -> int:
     return 0
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def machine() -> str:
+def machine(device: str = "cpu") -> str:
+    """The table header's machine line: CPU, its kernel level and what ``auto`` picks on ``device``, load."""
     import torch
+
+    from pyserini_llara.precision import describe
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{cpu_model()}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {gpu}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
+    where = describe("cpu") + ("" if str(device).startswith("cpu") else f"; {describe(device)}")
+    return (f"{os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {gpu}; {where}; load average "
+            f"{os.getloadavg()[0]:.2f}; Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def run_worker(script: str, args: Sequence[str]) -> dict:

@@ -7,7 +7,8 @@ What is compared (same model, same groups, same LoRA r 64, in one run):
   separately, each to the longest row of the batch (``--passage_chunk_size 0``);
 - ``chunks``: ``--passage_chunk_size N``: passages sorted by length and run ``--chunk`` at a
   time, each chunk cut to its own longest row (same embeddings, less padding);
-in bf16 autocast (``--mixed_precision bf16``), and ``chunks`` in fp32 as well. Every
+in ``--mixed-precision`` (default auto: bf16 autocast where the CPU or GPU runs it natively, else
+fp32), and ``chunks`` in fp32 as well when that is another precision. Every
 configuration runs in its own process, so peak memory (max RSS on CPU, max allocated on CUDA)
 is its own. "tok/s" counts real (non-pad) tokens; "pad share" is the share of computed
 positions that are padding.
@@ -26,7 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-CONFIGS = [("max_length", "bf16"), ("one_pass", "bf16"), ("chunks", "bf16"), ("chunks", "no")]
+PADDINGS = ("max_length", "one_pass", "chunks")
+
+
+def configs(precision: str) -> list[tuple[str, str]]:
+    """Every padding scheme in ``precision``; sorted chunks in fp32 too, to show what the low precision gives."""
+    return [(padding, precision) for padding in PADDINGS] + ([("chunks", "no")] if precision != "no" else [])
 
 
 def groups(count: int, group_size: int) -> list[tuple[str, list[str]]]:
@@ -58,7 +64,7 @@ def load(model_name: str):
         model_name = str(build_tiny_llama(Path(tempfile.mkdtemp()) / "tiny", hidden_size=256, layers=4))
     elif model_name == "smollm2":
         model_name = smollm2_gguf_path()
-    return load_model(model_name, add_tokens=True)
+    return load_model(model_name, dtype="float32", add_tokens=True)  # fp32 master weights, as adaptation.finetune
 
 
 def computed_positions(mask, chunk: int) -> int:
@@ -105,7 +111,8 @@ def run_config(opts, padding: str, precision: str) -> dict:
     device = "cuda" if cuda else "cpu"
 
     def step(batch):
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(device, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision),
+                            enabled=precision != "no"):
             loss = objective(model, batch)["loss"]
         loss.backward()
         optimizer.step()
@@ -146,30 +153,43 @@ def main():
     parser.add_argument("--passage-max-len", type=int, default=160)
     parser.add_argument("--chunk", type=int, default=8, help="passages per forward pass in the chunks configuration")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
+                        help="autocast precision; auto = bf16 where the device runs it natively, fp16 on older GPUs, "
+                             "else none")
     parser.add_argument("--config", help=argparse.SUPPRESS)  # internal: run one configuration, print JSON
     opts = parser.parse_args()
     if opts.config:
         print(json.dumps(run_config(opts, *opts.config.split(":"))))
         return
+    import torch
+
+    from _common import machine
+    from pyserini_llara.precision import resolve_mixed_precision
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = resolve_mixed_precision(opts.mixed_precision, device)
+    print(f"machine: {machine(device)}")
     print(f"model {opts.model}, batch {opts.batch_size} x group {opts.group_size}, q {opts.query_max_len} / "
           f"p {opts.passage_max_len} tokens, LoRA r 64, chunks of {opts.chunk}, {opts.threads} threads, "
           f"{opts.steps} timed steps")
     print(f"{'padding':<11}{'precision':<10}{'s/step':>8}{'steps/min':>10}{'tok/s':>8}{'pad share':>10}{'peak GiB':>9}")
     rows = []
-    for padding, precision in CONFIGS:
-        argv = sys.argv[1:] + ["--config", f"{padding}:{precision}"]
+    for padding, config_precision in configs(precision):
+        argv = sys.argv[1:] + ["--config", f"{padding}:{config_precision}"]
         done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
         if done.returncode != 0:
-            sys.exit(f"{padding}/{precision} failed:\n{done.stderr[-3000:]}")
+            sys.exit(f"{padding}/{config_precision} failed:\n{done.stderr[-3000:]}")
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"{padding:<11}{precision:<10}{row['s_per_step']:>8}{row['steps_per_min']:>10}"
+        print(f"{padding:<11}{config_precision:<10}{row['s_per_step']:>8}{row['steps_per_min']:>10}"
               f"{row['real_tokens_per_s']:>8}{row['padding_share']:>10}{row['peak_gib']:>9}", flush=True)
     by = {(r["padding"], r["precision"]): r for r in rows}
-    base = by["max_length", "bf16"]["s_per_step"]
+    base = by["max_length", precision]["s_per_step"]
     for padding in ("one_pass", "chunks"):
-        print(f"{padding} vs max_length (bf16): {base / by[padding, 'bf16']['s_per_step']:.2f}x the speed")
-    print(f"bf16 vs fp32 (chunks): {by['chunks', 'no']['s_per_step'] / by['chunks', 'bf16']['s_per_step']:.2f}x the speed")
+        print(f"{padding} vs max_length ({precision}): {base / by[padding, precision]['s_per_step']:.2f}x the speed")
+    if precision != "no":
+        print(f"{precision} vs fp32 (chunks): "
+              f"{by['chunks', 'no']['s_per_step'] / by['chunks', precision]['s_per_step']:.2f}x the speed")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work skews CPU timings)")
 
 

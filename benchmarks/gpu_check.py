@@ -1,9 +1,11 @@
 """One prepared check for a GPU machine (H100/H200): LLaMA-2-7B-shaped encoding, a LoRA pretraining step, flat search.
 
 The model has LLaMA-2-7B's shape (hidden 4096, 32 layers, 32 heads, intermediate 11008,
-vocab 32016) with random bf16 weights built from a ``LlamaConfig``: speed does not depend on
-the weights, and nothing is downloaded. Inputs are MS MARCO-like: 60-80 text tokens inside
-LLaMA-2's 21-token passage template (BOS + ``"`` + text + 19-token summarize suffix).
+vocab 32016) with random weights built from a ``LlamaConfig``: speed does not depend on the
+weights, and nothing is downloaded. Their precision is ``--dtype`` (default auto: bf16 on cards
+that have it, fp16 on older ones, and on a CPU bf16 only where it runs natively, else fp32).
+Inputs are MS MARCO-like: 60-80 text tokens inside LLaMA-2's 21-token passage template
+(BOS + ``"`` + text + 19-token summarize suffix).
 
 1. encoding through ``LlaraEncoder.embed_ids`` in length-sorted batches: tokens/s, model FLOPs
    utilisation (2 x non-embedding parameters x real tokens / time / the card's dense bf16
@@ -34,8 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from _common import machine
+from pyserini_llara.precision import resolve_dtype
 
-# Dense bf16 tensor-core peak (no sparsity), by a substring of torch.cuda.get_device_name.
+# Dense bf16 (= fp16) tensor-core peak (no sparsity), by a substring of torch.cuda.get_device_name.
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 MSMARCO_PASSAGES = 8_841_823
 LLAMA2_PASSAGE_OVERHEAD = 21   # BOS + '"' + 19-token summarize suffix with the LLaMA-2 tokenizer
@@ -70,17 +73,18 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def peak_flops(device) -> float | None:
+def peak_flops(device, dtype: str) -> float | None:
+    """The card's dense half-precision tensor-core peak (bf16 and fp16 alike); None for fp32 or a CPU."""
     import torch
 
-    if device.type != "cuda":
+    if device.type != "cuda" or dtype == "float32":
         return None
     name = torch.cuda.get_device_name(device)
     return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
-def build_model(shape: Shape, tokenizer, device):
-    """A random bf16 LlamaForCausalLM of the given shape, built directly on the device."""
+def build_model(shape: Shape, tokenizer, device, dtype: str):
+    """A random LlamaForCausalLM of the given shape and precision, built directly on the device."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -90,7 +94,7 @@ def build_model(shape: Shape, tokenizer, device):
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
     torch.manual_seed(0)
     with torch.device(device):
-        model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16, attn_implementation="sdpa")
+        model = LlamaForCausalLM._from_config(config, dtype=getattr(torch, dtype), attn_implementation="sdpa")
     return model.eval()
 
 
@@ -128,7 +132,7 @@ def timed(device, work):
     return result, seconds, peak
 
 
-def check_encoding(model, tokenizer, shape: Shape, device, gpus: int) -> dict:
+def check_encoding(model, tokenizer, shape: Shape, device, gpus: int, dtype: str) -> dict:
     """Our encoder (length-sorted batches, last hidden state only) against the release's loop, same ids."""
     from _common import release_loop
     from pyserini_llara.encoding import LlaraEncoder, length_sorted_batches
@@ -152,7 +156,7 @@ def check_encoding(model, tokenizer, shape: Shape, device, gpus: int) -> dict:
     tokens = sum(len(x) for x in ids)
     positions = sum(len(b) * max(len(ids[i]) for i in b) for b in batches)
     params = sum(p.numel() for p in model.model.parameters()) - model.model.embed_tokens.weight.numel()
-    peak = peak_flops(device)
+    peak = peak_flops(device, dtype)
     docs_s = len(ids) / seconds
     cosine = (embeddings * reference).sum(1)
     return {"docs": len(ids), "batch": shape.encode_batch, "mean_tokens": tokens / len(ids), "seconds": seconds,
@@ -179,7 +183,7 @@ def pretrain_examples(n: int, rng: np.random.Generator) -> list[dict]:
     return [{"input": (t := text()), "output_summarize": t, "output_predict": text()} for _ in range(n)]
 
 
-def check_pretraining(model, tokenizer, shape: Shape, device) -> dict:
+def check_pretraining(model, tokenizer, shape: Shape, device, dtype: str) -> dict:
     """LoRA pretraining steps as ``adaptation.pretrain`` takes them, at LLaMA-2's lengths.
 
     The release's LoRA (r 64, alpha 16, all projections; with the 16 LLaRA token rows trained
@@ -227,7 +231,7 @@ def check_pretraining(model, tokenizer, shape: Shape, device) -> dict:
     params = sum(p.numel() for p in lora.parameters() if not p.requires_grad)
     trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
     tokens = int(batch["attention_mask"].sum())
-    peak = peak_flops(device)
+    peak = peak_flops(device, dtype)
     # 6 N per token: forward 2N, backward ~2N (no frozen-weight gradients), recomputed forward 2N.
     flops = 6 * params * tokens / seconds
     return {"objective": "adaptation.objective joint EBAE/EBAR pass (LM 1, EBAE 0.05, EBAR 0.05)",
@@ -324,13 +328,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU-sized shapes (hidden 256, 2 layers, 10k x 256 vectors)")
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--gpus", type=int, default=8, help="GPUs in the MS MARCO encoding projection")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="weights precision; auto = bf16 on cards (and CPUs) that run it natively, fp16 on "
+                             "older cards, fp32 on other CPUs")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (after every step)")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = resolve_dtype(args.dtype, device)
     shape = SMALL if args.small else Shape()
-    results = {"machine": machine(), "device": str(device), "shape": asdict(shape),
+    results = {"machine": machine(device), "device": str(device), "dtype": dtype, "shape": asdict(shape),
                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
-    print(f"machine: {results['machine']}; device {device}; shape {'small' if args.small else 'LLaMA-2-7B'}",
+    print(f"machine: {results['machine']}; device {device}, {dtype}; shape {'small' if args.small else 'LLaMA-2-7B'}",
           flush=True)
 
     def attempt(name: str, work, report) -> None:
@@ -346,11 +354,11 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     tokenizer = tiny_tokenizer()
-    model = build_model(shape, tokenizer, device)
+    model = build_model(shape, tokenizer, device, dtype)
     results["build_model_s"] = time.perf_counter() - start
     print(f"model built in {results['build_model_s']:.1f} s", flush=True)
-    attempt("encoding", lambda: check_encoding(model, tokenizer, shape, device, args.gpus), report_encoding)
-    attempt("pretraining", lambda: check_pretraining(model, tokenizer, shape, device), report_pretraining)
+    attempt("encoding", lambda: check_encoding(model, tokenizer, shape, device, args.gpus, dtype), report_encoding)
+    attempt("pretraining", lambda: check_pretraining(model, tokenizer, shape, device, dtype), report_pretraining)
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()

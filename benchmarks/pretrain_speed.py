@@ -11,7 +11,7 @@ its peak memory (RSS, reset after loading) is its own. Tokens/s counts the train
 
     python benchmarks/pretrain_speed.py                        # SmolLM2-135M, Wikipedia sample chunks
     python benchmarks/pretrain_speed.py --tiny                 # a tiny random LLaMA, seconds
-    python benchmarks/pretrain_speed.py --model DIR --batch-size 8 --steps 10 --mixed-precision bf16
+    python benchmarks/pretrain_speed.py --model DIR --batch-size 8 --steps 10 --mixed-precision no
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from _common import emit, machine, peak_rss_mb, reset_peak_rss, rss_mb, run_worker, set_threads, smollm2_gguf, table
+from pyserini_llara.precision import resolve_mixed_precision
 
 VARIANTS = ("joint", "two-pass")
 
@@ -88,7 +89,7 @@ def worker(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
         threads = args.threads
-    model, tokenizer = load_model(args.model, add_tokens=True, causal_lm=True)
+    model, tokenizer = load_model(args.model, dtype="float32", add_tokens=True, causal_lm=True)
     model.train()
     collator = PretrainCollator(tokenizer, max_text_tokens=args.text_tokens)
     objective = PretrainObjective(collator.n_summarize, collator.n_predict, LossWeights())
@@ -133,11 +134,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--text-tokens", type=int, default=128, help="chunk size and text truncation")
-    parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no")
+    parser.add_argument("--mixed-precision", choices=("auto", "no", "bf16"), default="auto",
+                        help="autocast precision; auto = bf16 where the CPU runs it natively, else none")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores); 1 on a busy machine")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.mixed_precision = resolve_mixed_precision(args.mixed_precision, "cpu")
     if args.worker:
         worker(args)
         return

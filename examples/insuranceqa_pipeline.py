@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -28,6 +29,8 @@ import time
 from pathlib import Path
 
 MEASURES = ("nDCG@10", "RR@10", "R@100")
+# The training stages' --mixed_precision for each --dtype: autocast in the precision the encoding uses.
+MIXED = {"float32": "no", "bfloat16": "bf16"}
 
 
 def log(message: str) -> None:
@@ -101,7 +104,7 @@ def adapt(base: Path, model_dir: Path, args) -> Path:
         run("-m", "adaptation.pretrain", "--model_name_or_path", str(base), "--train_data", str(gensim_wikipedia_sample()),
             "--output_dir", str(model_dir), "--chunk_tokens", "64", "--min_chunk_tokens", "16",
             "--max_text_tokens", "64", "--per_device_train_batch_size", "4", "--max_steps", str(args.adapt_steps),
-            "--learning_rate", "5e-5", "--warmup_ratio", "0.1", "--mixed_precision", "bf16",
+            "--learning_rate", "5e-5", "--warmup_ratio", "0.1", "--mixed_precision", MIXED[args.dtype],
             "--logging_steps", "2", "--save_steps", str(max(10, args.adapt_steps // 2)), "--seed", str(args.seed))
     return model_dir
 
@@ -112,7 +115,7 @@ def finetune(adapted: Path, train_file: Path, model_dir: Path, args) -> Path:
             "--output_dir", str(model_dir), "--train_group_size", "4", "--per_device_train_batch_size", "4",
             "--query_max_len", "64", "--passage_max_len", "128", "--max_steps", str(args.finetune_steps),
             "--learning_rate", "3e-4", "--warmup_ratio", "0.1", "--temperature", "0.02", "--lora_dropout", "0",
-            "--mixed_precision", "bf16", "--gradient_checkpointing", "--logging_steps", "2",
+            "--mixed_precision", MIXED[args.dtype], "--gradient_checkpointing", "--logging_steps", "2",
             "--save_steps", str(max(10, args.finetune_steps // 2)), "--seed", str(args.seed))
     return model_dir
 
@@ -148,7 +151,7 @@ def init_smollm2(model_dir: Path) -> Path:
         from pyserini_llara.modeling import load_model, smollm2_gguf_path
 
         log(f"adding the LLaRA tokens to SmolLM2-135M -> {model_dir}")
-        model, tokenizer = load_model(smollm2_gguf_path(), add_tokens=True, causal_lm=True)
+        model, tokenizer = load_model(smollm2_gguf_path(), dtype="float32", add_tokens=True, causal_lm=True)
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
     return model_dir
@@ -218,8 +221,9 @@ def parse_args(argv=None):
     parser.add_argument("--questions", type=int, default=100, help="test questions to sample; 0 = all 2,000")
     parser.add_argument("--pool", type=int, default=300, help="answers in the document pool; 0 = all 27,413")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
-                        help="encoding precision (bf16 is ~3x faster than fp32 on this kind of CPU)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="precision of encoding and of the training stages' autocast; auto (default) = bfloat16 "
+                             "on CPUs that run it natively (AVX-512 BF16, AMX), float32 elsewhere")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256, help="text tokens per answer (template extra)")
     parser.add_argument("--hits", type=int, default=100)
@@ -231,6 +235,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    from pyserini_llara.precision import describe, resolve_dtype
+
+    # Resolved here once, so that every stage and the header agree.
+    args.dtype = resolve_dtype(args.dtype, "cpu")
+    machine = f"{os.cpu_count()} cores; {describe('cpu')}"
+    log(f"machine: {machine}; precision {args.dtype}; load average {os.getloadavg()[0]:.2f}")
     out = args.output.resolve()
     data_dir, models = out / "data", out / "models"
     start = time.time()

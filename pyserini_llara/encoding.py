@@ -47,7 +47,7 @@ class LlaraEncoder:
         self.autocast_dtype = autocast_dtype
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, lora: str | None = None, dtype: str = "float32",
+    def from_pretrained(cls, name_or_path: str, *, lora: str | None = None, dtype: str = "auto",
                         device: str = "cpu", add_tokens: bool = False, **kwargs) -> "LlaraEncoder":
         model, tokenizer = load_model(name_or_path, lora=lora, dtype=dtype, device=device, add_tokens=add_tokens)
         return cls(model, tokenizer, **kwargs)
@@ -60,8 +60,13 @@ class LlaraEncoder:
     def dimension(self) -> int:
         return self.model.config.hidden_size
 
+    @property
+    def dtype_name(self) -> str:
+        """The weights' precision, e.g. ``float32``: what ``auto`` resolved to."""
+        return str(self.model.dtype).removeprefix("torch.")
+
     def set_dtype(self, dtype: str) -> None:
-        self.model.to(torch_dtype(dtype))
+        self.model.to(torch_dtype(dtype, self.device))
 
     def tokenize(self, texts: Sequence[str], kind: Kind, max_text_tokens: int | None = None) -> list[list[int]]:
         limit = self.max_text_tokens if max_text_tokens is None else max_text_tokens

@@ -35,6 +35,7 @@ import numpy as np
 
 from .corpus import read_corpus
 from .modeling import model_fingerprint
+from .precision import PRECISIONS
 from .registration import DEFAULT_MODEL, model_name
 from .template import DEFAULT_MAX_TEXT_TOKENS
 
@@ -59,7 +60,7 @@ class IndexConfig:
     lora: str | None = None
     add_tokens: bool = False
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = "auto"  # precision.resolve_dtype: bf16 where the device runs it natively, else float32
     batch_size: int = 32
     max_length: int = DEFAULT_MAX_TEXT_TOKENS
     index_type: str = "Flat"
@@ -307,7 +308,7 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
         raise IndexBuildError(f"{corpus} holds no documents")
     start, end = shard_range(total, config.chunk_size, config.shard_id, config.shard_num)
     meta = IndexMeta(model=model_name(config.encoder), lora=config.lora, add_tokens=config.add_tokens,
-                     max_length=config.max_length, dimension=encoder.dimension, dtype=config.dtype,
+                     max_length=config.max_length, dimension=encoder.dimension, dtype=encoder.dtype_name,
                      index_type=config.index_type, nprobe=config.nprobe, corpus=corpus, corpus_count=total,
                      shard_id=config.shard_id, shard_num=config.shard_num, start=start, end=end,
                      chunk_size=config.chunk_size,
@@ -457,8 +458,10 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--add-tokens", action="store_true",
                         help="add <s1>..<s16> to a base LLM that lacks them (zero-shot, unadapted)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="model weights dtype (default float32; bfloat16 on recent GPUs and CPUs)")
+    parser.add_argument("--dtype", default="auto", choices=PRECISIONS,
+                        help="model weights dtype; auto (default) = bfloat16 where the device runs it natively "
+                             "(recent GPUs, CPUs with AVX-512 BF16 or AMX), float16 on older GPUs, float32 on "
+                             "other CPUs; meta.json records the one used")
     parser.add_argument("--batch-size", type=int, default=32, help="documents per forward pass (default 32)")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_TEXT_TOKENS,
                         help="text tokens kept per document; the prompt is added on top "

@@ -137,7 +137,7 @@ def load_model(
     name_or_path: str,
     *,
     lora: str | None = None,
-    dtype: str = "float32",
+    dtype: str = "auto",
     device: str = "cpu",
     add_tokens: bool = False,
     causal_lm: bool = False,
@@ -146,7 +146,8 @@ def load_model(
     """Return ``(model, tokenizer)``.
 
     ``causal_lm=False`` gives the transformer body (enough to encode); ``True`` keeps the
-    LM head for pretraining. A LoRA adapter is merged into the weights. With
+    LM head for pretraining. ``dtype="auto"`` is the device's fast precision
+    (``precision.resolve_dtype``). A LoRA adapter is merged into the weights. With
     ``add_tokens=True`` a model without <s1>..<s16> gets them (zero-shot use).
     """
     from transformers import AutoModel, AutoModelForCausalLM

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import platform
 import time
+from pathlib import Path
 from typing import Literal
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,17 @@ def _device_type(device) -> str:
     return str(device).split(":", 1)[0]
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for headers that say where a figure was measured."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def cpu_capability() -> str:
     """torch's CPU kernel level (DEFAULT, AVX2, AVX512, ...), for logs and benchmark headers."""
     import torch
@@ -48,17 +61,28 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def _matmul_seconds(dtype, size: int = 256, repeats: int = 5) -> float:
+def _matmul_seconds(dtypes, size: int = 256, repeats: int = 5) -> dict:
+    """Best-of-``repeats`` seconds of one ``size``-cube matmul per dtype, on one thread, rounds interleaved.
+
+    One thread: on a loaded machine a second thread is preempted and the timing measures the
+    scheduler (~12 ms instead of ~0.1 ms here). Interleaved rounds: a slow spell hits every dtype.
+    """
     import torch
 
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
+    pairs = {dtype: (torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)) for dtype in dtypes}
+    best = dict.fromkeys(dtypes, float("inf"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for a, b in pairs.values():
+            a @ b
+        for _ in range(repeats):
+            for dtype, (a, b) in pairs.items():
+                start = time.perf_counter()
+                a @ b
+                best[dtype] = min(best[dtype], time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
     return best
 
 
@@ -77,7 +101,9 @@ def cpu_speedup(dtype_name: str) -> float:
 
     if not _onednn_supports(dtype_name):
         return 0.0
-    return _matmul_seconds(torch.float32) / _matmul_seconds(getattr(torch, dtype_name))
+    low = getattr(torch, dtype_name)
+    seconds = _matmul_seconds((torch.float32, low))
+    return seconds[torch.float32] / seconds[low]
 
 
 def cpu_is_fast(dtype_name: str) -> bool:
@@ -110,7 +136,7 @@ def describe(device) -> str:
     if kind == "cpu":
         speedup = cpu_speedup("bfloat16")
         bf16 = f"bf16 matmul {speedup:.1f}x fp32" if speedup else "no bf16 kernel"
-        return f"CPU {cpu_capability()} ({bf16}): auto = {chosen}"
+        return f"{cpu_name()}, {cpu_capability()} ({bf16}): auto = {chosen}"
     if kind == "cuda":
         import torch
 
@@ -141,6 +167,19 @@ def resolve_dtype(requested: str, device) -> str:
     return requested
 
 
+def resolve_training_dtype(requested: str, device) -> str:
+    """The dtype of the weights a training run updates: ``auto`` -> float32, an explicit choice kept.
+
+    float32 master weights whatever the device: AdamW's updates at the usual learning rates
+    (1e-5 to 3e-4 of a weight) are below bf16's resolution (2^-8 relative), so bf16 weights
+    would drop most of them. The speed of low precision comes from autocast
+    (``resolve_mixed_precision``), which runs the matmuls in bf16 where that is fast.
+    """
+    if normalize(requested) == "auto":
+        return "float32"
+    return resolve_dtype(requested, device)
+
+
 def pyserini_half(device) -> str:
     """What Pyserini's ``--fp16`` asks for: the device's fast low precision, or float32 (said once) where none is fast."""
     fast = fast_low_precision(device)
@@ -153,8 +192,13 @@ def pyserini_half(device) -> str:
 
 def resolve_mixed_precision(requested: str, device) -> str:
     """accelerate's ``mixed_precision`` (no / bf16 / fp16) for ``requested``, ``auto`` resolved per device."""
+    check_mixed_precision(requested)
     requested = str(requested).lower()
-    if requested not in MIXED_PRECISIONS:
-        raise ValueError(f"unknown mixed precision {requested!r}; choose one of {', '.join(MIXED_PRECISIONS)}")
     dtype = resolve_dtype("auto" if requested == "auto" else _FROM_MIXED[requested], device)
     return _TO_MIXED[dtype]
+
+
+def check_mixed_precision(requested: str) -> None:
+    """A ValueError naming the choices for anything but auto / no / bf16 / fp16."""
+    if str(requested).lower() not in MIXED_PRECISIONS:
+        raise ValueError(f"unknown mixed_precision {requested!r}; choose one of {', '.join(MIXED_PRECISIONS)}")

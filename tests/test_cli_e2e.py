@@ -44,7 +44,8 @@ def test_pyserini_encode_and_our_builder_give_the_same_runs(collection, tiny_lla
     run_all(["pyserini.encode", "input", "--corpus", corpus, "--fields", "text",
              "output", "--embeddings", collection / "by-pyserini", "--to-faiss",
              "encoder", "--encoder", encoder, "--dimension", "64", "--device", "cpu"],
-            ["pyserini_llara.index", "--corpus", corpus, "--output", collection / "by-llara", "--encoder", encoder],
+            ["pyserini_llara.index", "--corpus", corpus, "--output", collection / "by-llara", "--encoder", encoder,
+             "--dtype", "float32"],  # pyserini.encode without --fp16 encodes in float32
             cwd=collection)
 
     ours, theirs = collection / "by-llara", collection / "by-pyserini"

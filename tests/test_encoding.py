@@ -21,7 +21,7 @@ def mixed_texts(n=40, seed=0):
 
 @pytest.fixture(scope="module")
 def encoder(tiny_llara):
-    return LlaraEncoder.from_pretrained(str(tiny_llara))
+    return LlaraEncoder.from_pretrained(str(tiny_llara), dtype="float32")
 
 
 def unbatched(encoder, texts, kind):
@@ -101,12 +101,12 @@ def test_bf16_weights_stay_close_to_fp32(tiny_llara, encoder):
 
 def test_unadapted_model_is_refused_unless_tokens_are_asked_for(tiny_base, caplog):
     with pytest.raises(MissingLlaraTokensError, match="not a LLaRA checkpoint"):
-        LlaraEncoder.from_pretrained(str(tiny_base))
+        LlaraEncoder.from_pretrained(str(tiny_base), dtype="float32")
     with caplog.at_level(logging.WARNING):
-        encoder = LlaraEncoder.from_pretrained(str(tiny_base), add_tokens=True)
+        encoder = LlaraEncoder.from_pretrained(str(tiny_base), add_tokens=True, dtype="float32")
     assert "not LLaRA-adapted" in caplog.text
     first = encoder.encode_passages(["a llama"])
-    again = LlaraEncoder.from_pretrained(str(tiny_base), add_tokens=True).encode_passages(["a llama"])
+    again = LlaraEncoder.from_pretrained(str(tiny_base), add_tokens=True, dtype="float32").encode_passages(["a llama"])
     np.testing.assert_array_equal(first, again)  # the new token rows are deterministic
 
 
@@ -123,13 +123,14 @@ def test_lora_adapter_directory_loads_merged(tiny_llara, tmp_path):
     assert config["base_model_name_or_path"] == str(tiny_llara)
 
     merged = peft_model.merge_and_unload()
-    reference = LlaraEncoder(merged.get_decoder(), LlaraEncoder.from_pretrained(str(tiny_llara)).tokenizer)
+    tokenizer = LlaraEncoder.from_pretrained(str(tiny_llara), dtype="float32").tokenizer
+    reference = LlaraEncoder(merged.get_decoder(), tokenizer)
     texts = mixed_texts(5)
-    from_dir = LlaraEncoder.from_pretrained(str(tmp_path / "adapter"))
-    explicit = LlaraEncoder.from_pretrained(str(tiny_llara), lora=str(tmp_path / "adapter"))
+    from_dir = LlaraEncoder.from_pretrained(str(tmp_path / "adapter"), dtype="float32")
+    explicit = LlaraEncoder.from_pretrained(str(tiny_llara), lora=str(tmp_path / "adapter"), dtype="float32")
     np.testing.assert_allclose(from_dir.encode_passages(texts), reference.encode_passages(texts), atol=1e-5)
     np.testing.assert_allclose(explicit.encode_queries(texts), reference.encode_queries(texts), atol=1e-5)
-    plain = LlaraEncoder.from_pretrained(str(tiny_llara)).encode_passages(texts)
+    plain = LlaraEncoder.from_pretrained(str(tiny_llara), dtype="float32").encode_passages(texts)
     assert not np.allclose(plain, reference.encode_passages(texts), atol=1e-3)
 
 

@@ -34,14 +34,14 @@ def train_file(tmp_path):
 
 def _args(model, train_file, output_dir, **training):
     defaults = dict(output_dir=str(output_dir), per_device_train_batch_size=2, max_steps=3, logging_steps=1,
-                    learning_rate=1e-3, lora_r=4, lora_alpha=8, save_steps=2)
+                    learning_rate=1e-3, lora_r=4, lora_alpha=8, save_steps=2, mixed_precision="no")
     return (FinetuneArguments(model_name_or_path=str(model), train_data=str(train_file), train_group_size=3,
                               query_max_len=48, passage_max_len=64, temperature=0.05),
             FinetuneTrainingArguments(**{**defaults, **training}))
 
 
 def test_embed_matches_the_encoder_and_chunking_changes_nothing(tiny_llara):
-    model, tokenizer = load_model(str(tiny_llara))
+    model, tokenizer = load_model(str(tiny_llara), dtype="float32")
     passages = [t[:n] for t, n in zip(TEXTS * 2, (90, 12, 60, 85, 5, 40, 70, 20, 88, 33, 51, 9))]
     collator = ContrastiveCollator(tokenizer, query_max_len=48, passage_max_len=64)
     batch = collator([("q", passages)])
@@ -72,7 +72,7 @@ def test_output_loads_and_encodes_like_the_trained_model(tiny_llara, train_file,
     out = train(model, tokenizer, dataset, collator, objective, training, card=card)
     model.eval()
     in_memory = _embeddings(LlaraEncoder(model, tokenizer))
-    loaded = _embeddings(LlaraEncoder.from_pretrained(str(out)))
+    loaded = _embeddings(LlaraEncoder.from_pretrained(str(out), dtype="float32"))
     np.testing.assert_allclose(loaded, in_memory, atol=1e-5)
     assert np.abs(in_memory - before).max() > 1e-3  # it trained
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

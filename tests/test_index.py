@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import uuid
 import faiss
 import numpy as np
 import pytest
+import torch
 
 from tiny import CORPUS, build_tiny_llama
 
@@ -31,7 +33,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config(tiny_llara):
-    return IndexConfig(encoder=f"llara:{tiny_llara}", batch_size=4, chunk_size=8)
+    return IndexConfig(encoder=f"llara:{tiny_llara}", dtype="float32", batch_size=4, chunk_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,17 @@ def test_layout_is_what_pyserini_reads(reference, tiny_llara):
     assert meta["index_type"] == "Flat" and meta["complete"] and (meta["shard_id"], meta["shard_num"]) == (0, 1)
 
 
+@pytest.mark.parametrize("fast", [None, "bfloat16"])
+def test_meta_records_the_precision_auto_resolved_to(corpus, config, tmp_path, monkeypatch, fast):
+    from pyserini_llara import precision
+
+    monkeypatch.setattr(precision, "fast_low_precision", lambda device: fast)
+    output = build_index(corpus, tmp_path / "index", IndexConfig(**{**config.__dict__, "dtype": "auto"}))
+    assert IndexMeta.load(output).dtype == (fast or "float32")
+
+
 def test_vectors_are_the_encoders_passage_embeddings(reference, tiny_llara):
-    expected = LlaraEncoder.from_pretrained(str(tiny_llara)).encode_passages(texts())
+    expected = LlaraEncoder.from_pretrained(str(tiny_llara), dtype="float32").encode_passages(texts())
     np.testing.assert_allclose(vectors(reference), expected, atol=1e-5)
     norms = np.linalg.norm(vectors(reference), axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-5)
@@ -287,7 +298,8 @@ def test_ir_datasets_corpus(config, tmp_path):
 
 
 def test_cli_build_merge_and_errors(reference, corpus, tiny_llara, tmp_path, capsys):
-    common = ["--corpus", str(corpus), "--encoder", f"llara:{tiny_llara}", "--batch-size", "4", "--chunk-size", "8"]
+    common = ["--corpus", str(corpus), "--encoder", f"llara:{tiny_llara}", "--dtype", "float32", "--batch-size", "4",
+              "--chunk-size", "8"]
     for shard in (0, 1):
         assert main([*common, "--output", str(tmp_path / f"s{shard}"), "--shard-id", str(shard), "--shard-num", "2"]) == 0
     assert main(["merge", "--shards", str(tmp_path / "s1"), str(tmp_path / "s0"), "--output", str(tmp_path / "m")]) == 0
@@ -304,8 +316,12 @@ def test_torchrun_processes_build_one_index_equal_to_the_single_build(reference,
     output = tmp_path / "index"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "pyserini_llara.index", "--corpus", str(corpus), "--output", str(output),
-               "--encoder", f"llara:{tiny_llara}", "--batch-size", "4", "--chunk-size", "8", "--index-type", "HNSW8"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+               "--encoder", f"llara:{tiny_llara}", "--dtype", "float32", "--batch-size", "4", "--chunk-size", "8",
+               "--index-type", "HNSW8"]
+    # Each process with the reference's thread count: MKL's AVX2 sgemm rounds differently with another one
+    # (torchrun's default is 1), which would move the last bit of some vectors.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "encoding shard 0/2" in run.stderr and "encoding shard 1/2" in run.stderr
     assert_same_index(output, reference)
@@ -313,7 +329,7 @@ def test_torchrun_processes_build_one_index_equal_to_the_single_build(reference,
     assert (meta.index_type, meta.shard_num, meta.complete) == ("HNSW8", 1, True)
     assert isinstance(faiss.read_index(str(output / "index")), faiss.IndexHNSWFlat)
     assert not (tmp_path / "index.shards").exists()
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode != 0 and "already exists" in again.stderr
 
 

@@ -56,7 +56,7 @@ def test_pyserini_search_and_encode_choose_our_encoders(tiny_llara):
                                     multimodal=False, explicit_truncate=False)
     assert isinstance(query_encoder, LlaraQueryEncoder) and isinstance(document_encoder, LlaraDocumentEncoder)
 
-    reference = LlaraEncoder.from_pretrained(str(tiny_llara))
+    reference = LlaraEncoder.from_pretrained(str(tiny_llara), dtype="float32")
     queries = ["what is a llama", "how does car insurance work after an accident"]
     vector = query_encoder.encode(queries[0])
     assert vector.shape == (reference.dimension,)

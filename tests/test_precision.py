@@ -18,7 +18,7 @@ def cpu(monkeypatch):
     precision._said.clear()
     state = {"onednn": True, "seconds": {torch.float32: 1.0, torch.bfloat16: 0.2, torch.float16: 0.2}}
     monkeypatch.setattr(precision, "_onednn_supports", lambda name: state["onednn"])
-    monkeypatch.setattr(precision, "_matmul_seconds", lambda dtype, *a, **k: state["seconds"][dtype])
+    monkeypatch.setattr(precision, "_matmul_seconds", lambda dtypes, *a, **k: {d: state["seconds"][d] for d in dtypes})
     yield state
     precision.cpu_speedup.cache_clear()
     precision._said.clear()
@@ -67,6 +67,24 @@ def test_cuda_gets_bf16_where_the_card_has_it_else_fp16(monkeypatch, caplog, bf1
     with caplog.at_level(logging.WARNING, logger="pyserini_llara.precision"):
         assert precision.resolve_dtype("float16", "cuda:1") == "float16"
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["native-bf16", "avx2-only"])
+def test_training_weights_auto_is_float32_on_every_device(cpu, caplog, monkeypatch, onednn):
+    """Master weights stay fp32 (AdamW's updates vanish in bf16); autocast gives the speed."""
+    cpu["onednn"] = onednn
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert precision.resolve_training_dtype("auto", "cpu") == "float32"
+    assert precision.resolve_training_dtype("auto", "cuda:0") == "float32"
+    with caplog.at_level(logging.WARNING, logger="pyserini_llara.precision"):
+        assert precision.resolve_training_dtype("bf16", "cpu") == "bfloat16"
+    assert bool([r for r in caplog.records if r.levelno == logging.WARNING]) == (not onednn)
+
+
+def test_the_micro_benchmark_leaves_the_thread_count_alone():
+    threads = torch.get_num_threads()
+    seconds = precision._matmul_seconds((torch.float32,), size=32, repeats=2)
+    assert seconds[torch.float32] > 0 and torch.get_num_threads() == threads
 
 
 @pytest.mark.parametrize("bad", ["float64", "int8", ""])

@@ -10,6 +10,7 @@ import pytest
 from adaptation.pretrain import DataArguments, ModelArguments, ObjectiveArguments, main, pretrain
 from adaptation.training import TrainingArguments
 from pyserini_llara.encoding import LlaraEncoder
+from pyserini_llara.precision import resolve_mixed_precision
 from pyserini_llara.template import SPECIAL_TOKENS, missing_special_tokens
 from tiny import CORPUS
 
@@ -32,7 +33,7 @@ def arguments(model, corpus, output_dir, **training):
 @pytest.mark.slow
 def test_pretrain_adds_tokens_and_exports_an_encoder(tiny_base, corpus, tmp_path):
     out = pretrain(*arguments(tiny_base, corpus, tmp_path / "run"))
-    encoder = LlaraEncoder.from_pretrained(str(out))
+    encoder = LlaraEncoder.from_pretrained(str(out), dtype="float32")
     assert not missing_special_tokens(encoder.tokenizer)
     assert encoder.model.get_input_embeddings().weight.shape[0] == len(encoder.tokenizer)
     vectors = encoder.encode_queries(["what is a llama?"])
@@ -42,6 +43,10 @@ def test_pretrain_adds_tokens_and_exports_an_encoder(tiny_base, corpus, tmp_path
         "input", "output_summarize", "output_predict"}
     card = (out / "README.md").read_text()
     assert str(tiny_base) in card and "EBAE x 0.05" in card and "chunks of 24 tokens" in card
+    # The defaults (auto): float32 master weights, autocast in this CPU's fast precision, both recorded.
+    mixed = resolve_mixed_precision("auto", "cpu")
+    assert json.loads((out / "training_args.json").read_text())["mixed_precision"] == mixed
+    assert "**precision**: float32 weights" in card and json.loads((out / "config.json").read_text())["dtype"] == "float32"
     # The prepared file is the dataset of a rerun as well (no re-chunking).
     stamp = prepared.stat().st_mtime_ns
     pretrain(*arguments(tiny_base, corpus, tmp_path / "run", max_steps=3, save_steps=3))
@@ -110,4 +115,4 @@ def test_release_format_jsonl_is_used_as_is(tiny_llara, tmp_path):
     out = pretrain(model_args, data_args, objective_args, training_args)
     assert not (out / "data").exists()
     assert "3 examples" in (out / "README.md").read_text()
-    assert set(SPECIAL_TOKENS) <= set(LlaraEncoder.from_pretrained(str(out)).tokenizer.get_vocab())
+    assert set(SPECIAL_TOKENS) <= set(LlaraEncoder.from_pretrained(str(out), dtype="float32").tokenizer.get_vocab())

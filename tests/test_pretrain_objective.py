@@ -18,7 +18,7 @@ TEXTS = ["The llama is a domesticated South American camelid, used as a pack ani
 
 @pytest.fixture(scope="module", params=["sdpa", "eager"])
 def model_and_collator(request, tiny_llara):
-    model, tokenizer = load_model(str(tiny_llara), causal_lm=True, attn_implementation=request.param)
+    model, tokenizer = load_model(str(tiny_llara), causal_lm=True, attn_implementation=request.param, dtype="float32")
     return model, PretrainCollator(tokenizer, max_text_tokens=64)
 
 

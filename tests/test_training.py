@@ -24,7 +24,7 @@ class Interrupted(RuntimeError):
 
 def run(tiny_llara, output_dir, fail_after_batches=None, nan_at_batch=None, **overrides):
     """Train the tiny model on DATA with the pretraining objective; returns (model, tokenizer, output_dir)."""
-    model, tokenizer = load_model(str(tiny_llara), causal_lm=True)
+    model, tokenizer = load_model(str(tiny_llara), causal_lm=True, dtype="float32")
     collator = PretrainCollator(tokenizer, max_text_tokens=32)
     objective = PretrainObjective(collator.n_summarize, collator.n_predict)
     calls = 0
@@ -40,7 +40,8 @@ def run(tiny_llara, output_dir, fail_after_batches=None, nan_at_batch=None, **ov
         return parts
 
     settings = dict(output_dir=str(output_dir), max_steps=6, save_steps=2, per_device_train_batch_size=2,
-                    gradient_accumulation_steps=2, learning_rate=1e-3, warmup_ratio=0.2, logging_steps=1, seed=7)
+                    gradient_accumulation_steps=2, learning_rate=1e-3, warmup_ratio=0.2, logging_steps=1, seed=7,
+                    mixed_precision="no")
     args = TrainingArguments(**{**settings, **overrides})
     out = train(model, tokenizer, DATA, collator, compute_loss, args, card={"base model": str(tiny_llara)})
     return model, tokenizer, out
@@ -73,7 +74,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_llara, tmp_path, 
     assert [s["loss"] for s in again] == pytest.approx([s["loss"] for s in steps], rel=1e-5)
     assert [s["lr"] for s in again] == pytest.approx([s["lr"] for s in steps])
     # Training moved the weights (so equality above is not trivial).
-    initial, _ = load_model(str(tiny_llara), causal_lm=True)
+    initial, _ = load_model(str(tiny_llara), causal_lm=True, dtype="float32")
     assert not torch.equal(initial.state_dict()["model.layers.0.self_attn.q_proj.weight"],
                            expected["model.layers.0.self_attn.q_proj.weight"])
 
@@ -87,7 +88,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_llara, tmp_path)
 
 def test_export_round_trip_full_and_logs(tiny_llara, tmp_path):
     model, tokenizer, out = run(tiny_llara, tmp_path / "run", save_total_limit=1)
-    loaded = LlaraEncoder.from_pretrained(str(out))
+    loaded = LlaraEncoder.from_pretrained(str(out), dtype="float32")
     assert loaded.tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS)) == \
         tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     assert loaded.tokenizer.padding_side == "left"
@@ -107,10 +108,11 @@ def test_lora_merged_and_adapter_only_exports(tiny_llara, tmp_path):
     lora = dict(use_lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0, max_steps=3, save_steps=3)
     model, tokenizer, out = run(tiny_llara, tmp_path / "merged", **lora)
     assert not (out / "adapter_config.json").exists()
-    torch.testing.assert_close(torch.from_numpy(LlaraEncoder.from_pretrained(str(out)).encode_passages(PASSAGES)),
+    loaded = LlaraEncoder.from_pretrained(str(out), dtype="float32")
+    torch.testing.assert_close(torch.from_numpy(loaded.encode_passages(PASSAGES)),
                                torch.from_numpy(encoder_embeddings(model, tokenizer)), atol=1e-5, rtol=1e-5)
     # The LLaRA token rows were trained (peft trainable tokens) and merged into the embeddings.
-    initial, _ = load_model(str(tiny_llara), causal_lm=True)
+    initial, _ = load_model(str(tiny_llara), causal_lm=True, dtype="float32")
     ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     other = [i for i in range(len(tokenizer)) if i not in ids][:16]
     trained = model.get_input_embeddings().weight
@@ -119,8 +121,23 @@ def test_lora_merged_and_adapter_only_exports(tiny_llara, tmp_path):
 
     model, tokenizer, out = run(tiny_llara, tmp_path / "adapter", save_adapter_only=True, **lora)
     assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
-    torch.testing.assert_close(torch.from_numpy(LlaraEncoder.from_pretrained(str(out)).encode_passages(PASSAGES)),
+    loaded = LlaraEncoder.from_pretrained(str(out), dtype="float32")
+    torch.testing.assert_close(torch.from_numpy(loaded.encode_passages(PASSAGES)),
                                torch.from_numpy(encoder_embeddings(model, tokenizer)), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fast,expected", [(None, "no"), ("bfloat16", "bf16")])
+def test_auto_mixed_precision_is_the_devices_and_is_recorded(tiny_llara, tmp_path, monkeypatch, fast, expected):
+    """auto: bf16 autocast where the CPU runs it natively, none elsewhere; the output records what ran."""
+    from pyserini_llara import precision
+
+    monkeypatch.setattr(precision, "fast_low_precision", lambda device: fast)
+    _, _, out = run(tiny_llara, tmp_path / "run", mixed_precision="auto", max_steps=1, save_steps=1)
+    assert json.loads((out / "training_args.json").read_text())["mixed_precision"] == expected
+    state = json.loads((out / "checkpoints" / "step-1" / "trainer_state.json").read_text())
+    assert state["args"]["mixed_precision"] == expected
+    autocast = "no autocast" if expected == "no" else "bf16 autocast"
+    assert f"**precision**: float32 weights, {autocast}" in (out / "README.md").read_text()
 
 
 def test_bf16_gradient_checkpointing_and_finished_run_rerun(tiny_llara, tmp_path):
@@ -134,13 +151,13 @@ def test_bf16_gradient_checkpointing_and_finished_run_rerun(tiny_llara, tmp_path
 
 
 def test_apply_lora_on_a_transformer_body(tiny_llara):
-    body, tokenizer = load_model(str(tiny_llara))
+    body, tokenizer = load_model(str(tiny_llara), dtype="float32")
     args = TrainingArguments(output_dir="unused", use_lora=True, lora_r=2)
     peft_model = apply_lora(body, tokenizer, args)
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert any("lora_A" in n for n in trainable) and any("token_adapter" in n for n in trainable)
     with pytest.raises(ValueError, match="lora_target_modules"):
-        apply_lora(load_model(str(tiny_llara))[0], tokenizer,
+        apply_lora(load_model(str(tiny_llara), dtype="float32")[0], tokenizer,
                    TrainingArguments(output_dir="unused", use_lora=True, lora_target_modules="nonexistent"))
 
 
@@ -149,6 +166,6 @@ def test_argument_validation(tiny_llara, tmp_path):
         TrainingArguments(output_dir="x", mixed_precision="fp8")
     with pytest.raises(ValueError, match="save_adapter_only needs use_lora"):
         TrainingArguments(output_dir="x", save_adapter_only=True)
-    model, tokenizer = load_model(str(tiny_llara), causal_lm=True)
+    model, tokenizer = load_model(str(tiny_llara), causal_lm=True, dtype="float32")
     with pytest.raises(ValueError, match="empty"):
         train(model, tokenizer, [], list, lambda *a: {}, TrainingArguments(output_dir=str(tmp_path)))
