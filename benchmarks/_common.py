@@ -72,6 +72,22 @@ def set_threads() -> int:
     return threads
 
 
+def matmul_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 3) -> float:
+    """GFLOP/s of one large square matmul on torch's threads: the practical peak a model's GFLOP/s is read against."""
+    import time
+
+    import torch
+
+    a, b = (torch.randn(size, size).to(getattr(torch, dtype)) for _ in range(2))
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
 def rss_mb() -> float:
     """Resident memory now."""
     return _status_kb("VmRSS") / 1024

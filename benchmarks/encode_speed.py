@@ -3,8 +3,11 @@
 The naive loop is the recipe of the authors' README: texts in arrival order, each batch padded
 to its longest text (left, to a multiple of 8, via ``tokenizer.pad``), fp32, a plain forward
 under ``torch.no_grad`` with ``output_hidden_states=True``, pooling ``hidden_states[-1]``.
-Our encoder sorts texts by length into batches and runs under ``torch.inference_mode``.
-Every variant runs in its own subprocess so that its peak memory is its own.
+Our encoder sorts texts by length into batches of at most ``--batch-size`` texts and, on a CPU,
+``CPU_BATCH_TOKENS`` positions, and runs under ``torch.inference_mode``; ``fp32-texts`` is the same
+without the token limit. The bf16 variants run by default only where the CPU has native bf16.
+Every variant runs in its own subprocess so that its peak memory is its own. The table gives
+GFLOP/s (2 x non-embedding parameters x real tokens / time) against a large fp32 matmul's rate.
 
     python benchmarks/encode_speed.py                      # 128 InsuranceQA answers, SmolLM2-135M
     python benchmarks/encode_speed.py --sizes 128,256,512 --variants fp32
@@ -23,17 +26,27 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import (emit, insuranceqa_answers, machine, peak_rss_mb, process_peak_rss_mb, release_loop,
-                     reset_peak_rss, rss_mb, run_worker, set_threads, smollm2_gguf, table)
+from _common import (emit, insuranceqa_answers, machine, matmul_gflops, peak_rss_mb, process_peak_rss_mb,
+                     release_loop, reset_peak_rss, rss_mb, run_worker, set_threads, smollm2_gguf, table)
+from pyserini_llara.encoding import CPU_BATCH_TOKENS
 
 VARIANTS = {
     "naive": "release recipe: arrival order, pad to longest (x8), fp32, no_grad, output_hidden_states",
-    "fp32": "LlaraEncoder.encode over the whole corpus: length-sorted batches, inference_mode, fp32",
+    "fp32-texts": "LlaraEncoder.encode, fp32, length-sorted batches of --batch-size texts (no token limit)",
+    "fp32": "LlaraEncoder.encode over the whole corpus as it runs by default: length-sorted batches of at most "
+            "--batch-size texts and --batch-tokens positions, inference_mode, fp32",
     "fp32-per-batch": "LlaraEncoder.encode called once per arrival-order batch (how pyserini.encode calls it)",
     "autocast-bf16": "LlaraEncoder, fp32 weights under bf16 autocast",
     "bf16": "LlaraEncoder, bf16 weights (dtype='bfloat16')",
 }
-DEFAULT_VARIANTS = ("naive", "fp32", "autocast-bf16", "bf16")
+BF16_VARIANTS = ("autocast-bf16", "bf16")
+
+
+def default_variants() -> list[str]:
+    """The baseline and fp32 everywhere; the bf16 variants only where this CPU runs bf16 natively."""
+    from pyserini_llara.precision import fast_low_precision
+
+    return ["naive", "fp32-texts", "fp32"] + (list(BF16_VARIANTS) if fast_low_precision("cpu") else [])
 
 
 def encode_naive(encoder, texts: list[str], batch_size: int) -> tuple[np.ndarray, int]:
@@ -43,10 +56,8 @@ def encode_naive(encoder, texts: list[str], batch_size: int) -> tuple[np.ndarray
 
 
 def encode_ours(encoder, texts: list[str], batch_size: int) -> tuple[np.ndarray, int]:
-    from pyserini_llara.encoding import length_sorted_batches
-
     lengths = [len(x) for x in encoder.tokenize(texts, "passage")]
-    positions = sum(len(b) * max(lengths[i] for i in b) for b in length_sorted_batches(lengths, batch_size))
+    positions = sum(len(b) * max(lengths[i] for i in b) for b in encoder.batches(lengths, batch_size))
     return encoder.encode(texts, "passage", batch_size=batch_size), positions
 
 
@@ -67,10 +78,12 @@ def worker(args: argparse.Namespace) -> None:
     variant = args.worker
     model, tokenizer = load_model(args.model, add_tokens=True, dtype="bfloat16" if variant == "bf16" else "float32")
     encoder = LlaraEncoder(model, tokenizer, batch_size=args.batch_size,
+                           batch_tokens=0 if variant == "fp32-texts" else args.batch_tokens,
                            autocast_dtype=torch.bfloat16 if variant == "autocast-bf16" else None)
     encode = {"naive": encode_naive, "fp32-per-batch": encode_per_batch}.get(variant, encode_ours)
     texts = insuranceqa_answers(max(args.sizes))
     encode(encoder, texts[:4], 4)  # warm-up: thread pools, allocator
+    params = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
     loaded_mb = rss_mb()
     runs = []
     for n in args.sizes:
@@ -83,6 +96,7 @@ def worker(args: argparse.Namespace) -> None:
             cpu_seconds = min(cpu_seconds, time.process_time() - cpu_start)
         tokens = sum(len(x) for x in encoder.tokenize(texts[:n], "passage"))
         runs.append({"n": n, "seconds": seconds, "docs_s": n / seconds, "tokens_s": tokens / seconds,
+                     "gflops": 2 * params * tokens / seconds / 1e9,
                      "tokens": tokens, "cpu_s": cpu_seconds, "padding": 1 - tokens / positions,
                      "peak_mb": peak_rss_mb(),
                      "load": os.getloadavg()[0]})
@@ -103,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
                         help="comma-separated corpus sizes: shows how encoding time grows (overrides --num-docs)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--variants", type=lambda s: s.split(","), default=list(DEFAULT_VARIANTS),
+    parser.add_argument("--batch-tokens", type=int,
+                        help="positions per forward pass of LlaraEncoder (default: its own, CPU_BATCH_TOKENS on a CPU)")
+    parser.add_argument("--variants", type=lambda s: s.split(","), default=None,
                         help=f"comma-separated subset of: {', '.join(VARIANTS)}")
     parser.add_argument("--repeat", type=int, default=1,
                         help="time each size this many times and keep the fastest (a shared machine is noisy)")
@@ -115,12 +131,18 @@ def main(argv: list[str] | None = None) -> None:
     args.sizes = args.sizes or [args.num_docs]
     if args.worker:
         return worker(args)
+    args.variants = args.variants or default_variants()
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
 
     print(f"machine: {machine()}")
-    print(f"model: {args.model}; {max(args.sizes)} InsuranceQA answers; batch size {args.batch_size}", flush=True)
+    threads = set_threads()
+    peak = matmul_gflops()
+    print(f"fp32 matmul peak on {threads} threads: {peak:.0f} GFLOP/s (2048 x 2048 matrices)")
+    budget = f"{args.batch_tokens}" if args.batch_tokens is not None else f"{CPU_BATCH_TOKENS} (default)"
+    print(f"model: {args.model}; {max(args.sizes)} InsuranceQA answers; batch size {args.batch_size}, "
+          f"batch tokens {budget}", flush=True)
     results, embeddings = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
@@ -128,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
             forwarded = ["--worker", variant, "--embeddings", path, "--model", args.model,
                          "--batch-size", str(args.batch_size), "--repeat", str(args.repeat),
                          "--sizes", ",".join(map(str, args.sizes))]
+            if args.batch_tokens is not None:
+                forwarded += ["--batch-tokens", str(args.batch_tokens)]
             result = run_worker(__file__, forwarded)
             embeddings[variant] = np.load(path)
             results.append(result)
@@ -141,14 +165,18 @@ def main(argv: list[str] | None = None) -> None:
         run = result["runs"][-1]
         diff, cosine = compare(embeddings[result["variant"]], embeddings[reference])
         rows.append({"variant": result["variant"], **run, "speedup": run["docs_s"] / base,
+                     "peak_share": run["gflops"] / peak,
                      "max_abs_diff": diff, "min_cos": f"{cosine:.6f}", "loaded_mb": result["loaded_mb"],
                      "process_peak_mb": result["process_peak_mb"]})
     print(f"\n{max(args.sizes)} documents, {rows[0]['tokens']} real tokens, {results[0]['threads']} threads, "
           f"best of {args.repeat}; differences against {reference}; load avg = 1-min load when the variant finished")
     print(table(rows, [("variant", "variant"), ("seconds", "wall s"), ("cpu_s", "CPU s"), ("docs_s", "docs/s"),
-                       ("tokens_s", "tokens/s"), ("speedup", f"x {reference}"), ("padding", "padding share"),
+                       ("tokens_s", "tokens/s"), ("gflops", "GFLOP/s"), ("peak_share", "x matmul peak"),
+                       ("speedup", f"x {reference}"), ("padding", "padding share"),
                        ("peak_mb", "peak RSS encoding (MB)"), ("loaded_mb", "RSS after load (MB)"),
                        ("max_abs_diff", "max abs diff"), ("min_cos", "min cosine"), ("load", "load avg")]))
+    print("GFLOP/s = 2 x non-embedding parameters x real tokens / wall time; x matmul peak = its share of the "
+          "fp32 matmul rate above (bf16 rows can exceed 1)")
     print("\n" + "\n".join(f"- {v}: {VARIANTS[v]}" for v in args.variants))
     if len(args.sizes) > 1:
         growth = []
@@ -164,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
                              ("peak_mb", "peak RSS encoding (MB)"), ("load", "load avg")]))
     if args.out:
         args.out.write_text(json.dumps({"machine": machine(), "model": args.model, "batch_size": args.batch_size,
+                                        "batch_tokens": args.batch_tokens, "fp32_matmul_gflops": peak,
                                         "reference": reference, "rows": rows, "results": results}, indent=2))
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyserini_llara.encoding import LlaraEncoder, length_sorted_batches, pool_placeholders
+from pyserini_llara.encoding import CPU_BATCH_TOKENS, LlaraEncoder, length_sorted_batches, pool_placeholders
 from pyserini_llara.modeling import ModelLoadError, load_model, model_fingerprint
 from pyserini_llara.template import PREDICT_SUFFIX, SUMMARIZE_SUFFIX, MissingLlaraTokensError
 
@@ -86,6 +86,26 @@ def test_pooling_is_the_normalised_mean_of_the_last_eight():
 def test_length_sorted_batches_cover_every_index_once_longest_first():
     batches = length_sorted_batches([3, 9, 1, 7, 5], 2)
     assert batches == [[1, 3], [4, 0], [2]]
+
+
+def test_token_budget_puts_long_texts_in_small_batches_and_short_ones_in_large():
+    assert length_sorted_batches([100, 10, 60, 50, 12, 11], 4, max_tokens=120) == [[0], [2, 3], [4, 5, 1]]
+    assert length_sorted_batches([500, 20], 4, max_tokens=120) == [[0], [1]]  # too long for the budget: alone
+
+
+def test_cpu_batches_hold_at_most_the_cpu_token_budget(encoder):
+    lengths = [600] * 10 + [40] * 100
+    batches = encoder.batches(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert max(len(b) * max(lengths[i] for i in b) for b in batches) <= CPU_BATCH_TOKENS
+    assert max(len(b) for b in batches) == encoder.batch_size  # short texts still fill a batch of texts
+
+
+def test_embeddings_do_not_depend_on_the_token_budget(encoder):
+    texts = mixed_texts(12, seed=2)
+    tight = LlaraEncoder(encoder.model, encoder.tokenizer, batch_size=8, batch_tokens=90)
+    assert len(tight.batches([len(x) for x in tight.tokenize(texts, "passage")])) > 2
+    np.testing.assert_allclose(tight.encode_passages(texts), unbatched(encoder, texts, "passage"), atol=1e-5, rtol=0)
 
 
 def test_empty_input_gives_an_empty_matrix(encoder):

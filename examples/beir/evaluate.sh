@@ -13,7 +13,7 @@ NAME=$(basename "$MODEL")
 mkdir -p "$WORK"
 
 python -m pyserini_llara.index --corpus "beir/$DATASET" --output "$WORK/index.$NAME" \
-  --encoder "llara:$MODEL" --device "$DEVICE" --dtype bfloat16 --batch-size 64 --overwrite
+  --encoder "llara:$MODEL" --device "$DEVICE" --batch-size 64 --overwrite   # --dtype auto: bf16 or fp16 on GPUs
 
 python - <<PY
 import ir_datasets

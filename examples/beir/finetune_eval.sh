@@ -24,6 +24,6 @@ accelerate launch --config_file examples/accelerate/single_gpu.yaml -m adaptatio
   --model_name_or_path "$ADAPTED" --train_data "$WORK/train.jsonl" --output_dir "$MODEL" \
   --train_group_size 16 --query_max_len 64 --passage_max_len 160 --temperature 0.02 \
   --per_device_train_batch_size 8 --num_train_epochs 1 \
-  --mixed_precision bf16 --gradient_checkpointing --logging_steps 5
+  --gradient_checkpointing --logging_steps 5   # --mixed_precision auto: bf16 autocast, fp16 on cards without bf16
 
 bash "$(dirname "$0")/evaluate.sh" "$DATASET" "$MODEL"
