@@ -63,11 +63,11 @@ def release_loop(body, tokenizer, ids: Sequence[Sequence[int]], batch_size: int)
     return np.concatenate(outputs), positions
 
 
-def set_threads() -> int:
-    """All cores for torch (the default may be fewer inside containers)."""
+def set_threads(threads: int = 0) -> int:
+    """``threads`` torch threads, 0 = all cores (torch's default may be fewer inside containers)."""
     import torch
 
-    threads = os.cpu_count() or 1
+    threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     return threads
 

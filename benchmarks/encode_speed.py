@@ -74,7 +74,7 @@ def worker(args: argparse.Namespace) -> None:
     from pyserini_llara.encoding import LlaraEncoder
     from pyserini_llara.modeling import load_model
 
-    threads = set_threads()
+    threads = set_threads(args.threads)
     variant = args.worker
     model, tokenizer = load_model(args.model, add_tokens=True, dtype="bfloat16" if variant == "bf16" else "float32")
     encoder = LlaraEncoder(model, tokenizer, batch_size=args.batch_size,
@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"comma-separated subset of: {', '.join(VARIANTS)}")
     parser.add_argument("--repeat", type=int, default=1,
                         help="time each size this many times and keep the fastest (a shared machine is noisy)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (default: all cores); 1 on a busy machine, where CPU seconds then "
+                             "measure each variant's work whatever the load")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--embeddings", help=argparse.SUPPRESS)
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
 
     print(f"machine: {machine()}")
-    threads = set_threads()
+    threads = set_threads(args.threads)
     peak = matmul_gflops()
     print(f"fp32 matmul peak on {threads} threads: {peak:.0f} GFLOP/s (2048 x 2048 matrices)")
     budget = f"{args.batch_tokens}" if args.batch_tokens is not None else f"{CPU_BATCH_TOKENS} (default)"
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             path = str(Path(tmp) / f"{variant}.npy")
             forwarded = ["--worker", variant, "--embeddings", path, "--model", args.model,
                          "--batch-size", str(args.batch_size), "--repeat", str(args.repeat),
-                         "--sizes", ",".join(map(str, args.sizes))]
+                         "--sizes", ",".join(map(str, args.sizes)), "--threads", str(args.threads)]
             if args.batch_tokens is not None:
                 forwarded += ["--batch-tokens", str(args.batch_tokens)]
             result = run_worker(__file__, forwarded)
