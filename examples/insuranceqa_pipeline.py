@@ -13,6 +13,9 @@ re-run resumes where it stopped):
   score     ir-measures over every run; one table, also in results.md / results.json / results.png
 Each dense model is indexed with `python -m pyserini_llara.index` and searched with
 `python -m pyserini.search.faiss --encoder llara:DIR`.
+Precision (`--dtype auto`): bf16 on a CPU that runs it natively (AVX-512 BF16, AMX), float32 on
+any other (AVX2-only CPUs have no bf16 kernels); the training stages autocast in it. The first line
+printed names the CPU, its kernel level and the choice; results.md repeats them with the load.
 
 Every number printed is computed here; nothing is typed in.
 """
