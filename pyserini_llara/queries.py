@@ -98,6 +98,10 @@ def read_topics(topics: str, topics_format: str = "default") -> list[tuple[objec
     pairs = list(get_query_iterator(topics, TopicsFormat(topics_format)))
     if not pairs:
         raise QueriesError(f"topics {topics} hold no queries")
+    textless = [qid for qid, text in pairs if not isinstance(text, str)]
+    if textless:
+        raise QueriesError(f"topics {topics}: query {textless[0]!r} has no text (Pyserini reads a .jsonl topics file "
+                           'as one {"qid": ..., "title": TEXT} per line)')
     return pairs
 
 
@@ -162,7 +166,7 @@ def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:
                "both give byte-identical runs; --batch-size 64 is faster (within 1e-5 of that).")
     parser.add_argument("--topics", required=True,
                         help="a Pyserini topic name (e.g. msmarco-passage-dev-subset) or a topics file "
-                             "(.tsv/.txt: qid<TAB>text, .jsonl, .json, .trec)")
+                             "(.tsv/.txt: qid<TAB>text; .jsonl: {\"qid\": ..., \"title\": text}; .json; .trec)")
     parser.add_argument("--topics-format", default="default", choices=TOPICS_FORMATS,
                         help="Pyserini's topics format (default: default)")
     parser.add_argument("--encoder", default="llara",

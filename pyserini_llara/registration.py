@@ -184,7 +184,7 @@ def _patch_query_iterator(module) -> None:
             if not os.path.isfile(topics_path):
                 raise
             raise SearchSetupError(f"topics file {topics_path} holds no topics: give one query per line "
-                                   "(.tsv/.txt: qid<TAB>text; .jsonl: {\"qid\": ..., \"query\": ...})") from None
+                                   "(.tsv/.txt: qid<TAB>text; .jsonl: {\"qid\": ..., \"title\": text})") from None
 
     iterator.from_topics = classmethod(wrapper)
 
