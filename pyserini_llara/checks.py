@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .index import META_FILE, IndexBuildError, IndexMeta
 from .modeling import ModelLoadError
 from .template import MissingLlaraTokensError
@@ -47,6 +49,11 @@ def _refuse_other_model(index_dir, meta: IndexMeta, what: str, model: str, finge
             f"{model} (fingerprint {fingerprint}): {hint}")
 
 
+def _encoded_only(encoder) -> bool:
+    """A Pyserini ``QueryEncoder`` that only looks queries up in ``--encoded-queries``."""
+    return getattr(encoder, "has_encoded_query", False) and not getattr(encoder, "has_model", False)
+
+
 def check_encoder(index_dir, encoder) -> None:
     """Before the index is read: refuse a query encoder that cannot make this index's vectors.
 
@@ -64,7 +71,7 @@ def check_encoder(index_dir, encoder) -> None:
         if meta is not None:
             _refuse_other_model(index_dir, meta, "the query encoder is", encoder.model_name, encoder.fingerprint,
                                 f"search it with --encoder llara:{meta.model}")
-    elif getattr(encoder, "has_encoded_query", False):
+    elif _encoded_only(encoder):
         queries = EncodedQueriesMeta.find(getattr(encoder, "encoded_query_dir", None))
         if meta is not None and queries is not None:
             _refuse_other_model(index_dir, meta, f"the queries in {encoder.encoded_query_dir} were encoded by",
@@ -84,9 +91,9 @@ def _encoder_dimension(encoder) -> tuple[int, str] | None:
 
     if isinstance(encoder, LlaraQueryEncoder):
         return encoder.dimension, f"the query encoder {encoder.model_name}"
-    embedding = getattr(encoder, "embedding", None) if getattr(encoder, "has_encoded_query", False) else None
-    if embedding:
-        return len(next(iter(embedding.values()))), f"the encoded queries in {encoder.encoded_query_dir}"
+    first = next(iter(getattr(encoder, "embedding", {}).values()), None) if _encoded_only(encoder) else None
+    if first is not None and np.ndim(first) == 1:  # BPR's encoded queries hold dense + binary pairs
+        return len(first), f"the encoded queries in {getattr(encoder, 'encoded_query_dir', None)}"
     return None
 
 

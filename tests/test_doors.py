@@ -290,6 +290,17 @@ def test_encoded_queries_give_the_same_run_as_on_the_fly_encoding(world, encoded
     assert_same_run(read_run(tmp_path / "run.fly"), expected_run(world, world.queries))
 
 
+def test_topics_without_text_are_named(tmp_path):
+    from pyserini_llara.queries import read_topics
+
+    topics = tmp_path / "topics.jsonl"
+    topics.write_text('{"qid": "q1", "query": "what is a llama"}\n')
+    with pytest.raises(QueriesError, match="'q1' has no text"):
+        read_topics(str(topics))
+    topics.write_text('{"qid": "q1", "title": "what is a llama"}\n')
+    assert read_topics(str(topics)) == [("q1", "what is a llama")]
+
+
 def test_the_encoded_queries_output_is_a_directory(tmp_path):
     assert output_directory(tmp_path / "q") == tmp_path / "q"
     assert output_directory(tmp_path / "q" / "embedding.pkl") == tmp_path / "q"
