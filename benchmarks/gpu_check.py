@@ -268,7 +268,7 @@ def check_search(shape: Shape, device) -> dict:
         faiss = None
     if faiss is None or not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
         print("faiss GPU flat search skipped: faiss with GPU support is not installed "
-              "(pip install faiss-gpu-cu12); torch matmul + top-k measured instead")
+              "(pip uninstall faiss-cpu, then pip install faiss-gpu-cu12); torch matmul + top-k measured instead")
         result["faiss_gpu"] = "skipped: no faiss GPU support"
         return result
     resources = faiss.StandardGpuResources()
