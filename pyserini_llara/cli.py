@@ -8,7 +8,6 @@ a traceback would bury that line under frames of library code. ``--debug``, or
 from __future__ import annotations
 
 import os
-import sys
 from contextlib import contextmanager
 
 DEBUG_ENV = "PYSERINI_LLARA_DEBUG"
@@ -23,14 +22,16 @@ def debugging(flag: bool = False) -> bool:
     return flag or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
 
 
+def error_line(error: BaseException) -> str:
+    return "error: " + (" ".join(str(error).split()) or type(error).__name__)
+
+
 @contextmanager
 def one_line_errors(debug: bool = False, errors: tuple[type[BaseException], ...] = (ValueError, OSError)):
-    """Turn ``errors`` raised inside into ``error: MESSAGE`` on one line and exit status 1."""
+    """Turn ``errors`` raised inside into ``SystemExit("error: MESSAGE")``: that line on stderr, exit status 1."""
     try:
         yield
     except errors as error:
         if debugging(debug):
             raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(error_line(error)) from None

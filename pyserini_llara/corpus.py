@@ -47,13 +47,13 @@ def _valid_docid(docid: str) -> bool:
     return bool(docid) and not any(ch.isspace() for ch in docid)
 
 
-def check_encodable(value: str, what: str, where: str) -> None:
+def check_encodable(value: str, what: str, where: str, error: type[Exception] = CorpusError) -> None:
     """A lone surrogate (JSON ``"\\ud800"``) decodes into a str that no UTF-8 writer or tokenizer accepts."""
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise CorpusError(f"{where}: {what} holds {value[error.start]!r} at character {error.start + 1}, a lone "
-                          "surrogate that is not text (an escape cut in half?); fix or drop that escape") from None
+    except UnicodeEncodeError as bad:
+        raise error(f"{where}: {what} holds {value[bad.start]!r} at character {bad.start + 1}, a lone "
+                    "surrogate that is not text (an escape cut in half?); fix or drop that escape") from None
 
 
 def parse_record(record, where: str) -> Document:
@@ -99,17 +99,22 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
                           "download or compress the file again") from None
 
 
+def text_lines(path: str | os.PathLike, error: type[Exception] = CorpusError) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file, gzipped or not; bytes that are not UTF-8 name the file and line."""
+    for number, raw in _lines(Path(path)):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise error(f"{path}, line {number}: not valid UTF-8 (byte {bad.start}); "
+                        "re-encode the file as UTF-8") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[Document]:
     """Stream the documents of a JSONL file or directory, failing at the first bad line."""
     seen: set[str] = set()
     for file in corpus_files(path):
-        for number, raw in _lines(file):
+        for number, line in text_lines(file):
             where = f"{file}, line {number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise CorpusError(f"{where}: not valid UTF-8 (byte {error.start}); "
-                                  "re-encode the file as UTF-8") from None
             if not line.strip():
                 continue
             try:

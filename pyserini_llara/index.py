@@ -39,7 +39,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .cli import add_debug_flag, one_line_errors
+from .cli import add_debug_flag, debugging, error_line
 from .corpus import Document, read_corpus
 from .modeling import model_fingerprint
 from .precision import resolve_dtype
@@ -652,17 +652,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     merging = argv[:1] == ["merge"]
     args = vars(_merge_parser().parse_args(argv[1:]) if merging else _build_parser().parse_args(argv))
+    debug = args.pop("debug")
     try:
-        with one_line_errors(args.pop("debug"), (IndexBuildError, ValueError, OSError)):
-            if merging:
-                merge_shards(**args)
-                return 0
-            corpus, output = args.pop("corpus"), args.pop("output")
-            resume, overwrite = args.pop("resume"), args.pop("overwrite")
-            build = build_index_distributed if launched_ranks()[1] > 1 else build_index
-            build(corpus, output, IndexConfig(**args), resume=resume, overwrite=overwrite)
-    except SystemExit as exit_:
-        return exit_.code
+        if merging:
+            merge_shards(**args)
+            return 0
+        corpus, output = args.pop("corpus"), args.pop("output")
+        resume, overwrite = args.pop("resume"), args.pop("overwrite")
+        build = build_index_distributed if launched_ranks()[1] > 1 else build_index
+        build(corpus, output, IndexConfig(**args), resume=resume, overwrite=overwrite)
+    except (IndexBuildError, ValueError, OSError) as error:
+        if debugging(debug):
+            raise
+        print(error_line(error), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished chunks are saved; rerun the same command with --resume", file=sys.stderr)
         return 130
