@@ -147,7 +147,7 @@ def prepare(args: FinetuneArguments, training: FinetuneTrainingArguments):
 def finetune(args: FinetuneArguments, training: FinetuneTrainingArguments) -> Path:
     """Fine-tune and export; returns the output directory (a model ``--encoder llara:DIR`` loads)."""
     model, tokenizer, dataset, collator, objective, card = prepare(args, training)
-    return train(model, tokenizer, dataset, collator, objective, training, card=card)
+    return train(model, tokenizer, dataset, collator, objective, training, card=card, stage_arguments=asdict(args))
 
 
 def parser():

@@ -158,7 +158,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, objective_arg
         "objective": f"LM x {objective_args.lm_weight} + EBAE x {objective_args.ebae_weight} + EBAR x "
                      f"{objective_args.ebar_weight}, stop words {'removed' if data_args.remove_stopwords else 'kept'}",
     }
-    return train(model, tokenizer, dataset, collator, objective, training_args, card=card)
+    return train(model, tokenizer, dataset, collator, objective, training_args, card=card,
+                 stage_arguments={**asdict(model_args), **asdict(data_args), **asdict(objective_args)})
 
 
 def parser():
