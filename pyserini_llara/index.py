@@ -160,7 +160,7 @@ def differences(a: IndexMeta, b: IndexMeta, keys: Sequence[str]) -> list[str]:
             named = [meta.model + (f" + LoRA {meta.lora}" if meta.lora else "") for meta in (a, b)]
             out.append(f"model {named[0]} vs {named[1]} (other weights or tokenizer: fingerprint {x} vs {y})")
         else:
-            out.append(f"{key} {x!r} vs {y!r}")
+            out.append(f"{key} {x!r} vs {y!r}" + (" (not recorded by an older version)" if None in (x, y) else ""))
     return out
 
 
