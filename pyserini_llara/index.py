@@ -373,8 +373,9 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
                 resume: bool = False, overwrite: bool = False) -> Path:
     """Encode ``corpus`` (JSONL file/directory or ir-datasets id) with LLaRA into index directory ``output``.
 
-    With ``resume`` an interrupted build continues after its last saved chunk; an
-    ``output`` that already holds something is refused otherwise, unless ``overwrite``.
+    With ``resume`` an interrupted build continues, reusing each saved chunk whose documents
+    are unchanged; an ``output`` that already holds something is refused otherwise, unless
+    ``overwrite``, which replaces its index once the new one is complete.
     """
     from tqdm import tqdm
 
