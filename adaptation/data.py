@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 from xml.etree import ElementTree
 
+from pyserini_llara.corpus import check_encodable
+
 READY_KEYS = ("input", "output_summarize", "output_predict")
 TEXT_FIELDS = ("text", "contents")
 IRDS_PREFIX = "irds:"
@@ -127,6 +129,8 @@ def ready_example(name: str, record: dict) -> dict:
     if bad:
         raise DataError(f"{name}: ready-made example lacks string field(s) {', '.join(bad)} "
                         f"(has {', '.join(sorted(record)) or 'none'})")
+    for key in READY_KEYS:
+        check_encodable(record[key], f"field {key!r}", name, DataError)
     return {k: record[k] for k in READY_KEYS}
 
 
@@ -137,6 +141,7 @@ def _text_of(name: str, record: dict, text_field: str | None) -> str:
             value = record[key]
             if not isinstance(value, str):
                 raise DataError(f"{name}: field {key!r} is {type(value).__name__}, not text")
+            check_encodable(value, f"field {key!r}", name, DataError)
             return value
     raise DataError(f"{name}: no text field {' or '.join(repr(f) for f in fields)} "
                     f"(has {', '.join(sorted(record)) or 'none'}); pass --text_field")

@@ -30,11 +30,10 @@ from typing import Sequence
 
 import torch
 
-from pyserini_llara.corpus import CorpusError
-from pyserini_llara.template import MissingLlaraTokensError
+from pyserini_llara.cli import add_debug_flag, one_line_errors
 
 from .contrastive import contrastive_loss
-from .finetune_data import ContrastiveCollator, ContrastiveDataset, TrainDataError, read_examples
+from .finetune_data import ContrastiveCollator, ContrastiveDataset, read_examples
 from .training import NonFiniteLossError, TrainingArguments, train
 
 logger = logging.getLogger(__name__)
@@ -148,7 +147,7 @@ def prepare(args: FinetuneArguments, training: FinetuneTrainingArguments):
 def finetune(args: FinetuneArguments, training: FinetuneTrainingArguments) -> Path:
     """Fine-tune and export; returns the output directory (a model ``--encoder llara:DIR`` loads)."""
     model, tokenizer, dataset, collator, objective, card = prepare(args, training)
-    return train(model, tokenizer, dataset, collator, objective, training, card=card)
+    return train(model, tokenizer, dataset, collator, objective, training, card=card, stage_arguments=asdict(args))
 
 
 def parser():
@@ -163,18 +162,19 @@ def parser():
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args_parser = parser()
+    add_debug_flag(args_parser)
+    debug = False
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
             args, training = args_parser.parse_json_file(argv[0])
         else:
-            args, training = args_parser.parse_args_into_dataclasses(args=argv)
+            args, training, extra = args_parser.parse_args_into_dataclasses(args=argv)
+            debug = extra.debug
     except ValueError as error:
         args_parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with one_line_errors(debug, (ValueError, OSError, NonFiniteLossError)):
         output = finetune(args, training)
-    except (TrainDataError, CorpusError, MissingLlaraTokensError, NonFiniteLossError, OSError) as error:
-        raise SystemExit(f"error: {error}") from None
     print(output)
 
 

@@ -24,9 +24,10 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pyserini_llara.cli import add_debug_flag, one_line_errors
 from pyserini_llara.modeling import ModelLoadError
 
-from .data import READY_KEYS, DataError, JsonlExamples, PretrainCollator, expand_sources
+from .data import READY_KEYS, JsonlExamples, PretrainCollator, expand_sources
 from .objective import LossWeights, PretrainObjective
 from .prepare import ChunkArguments, HelpFormatter, PrepareArguments, prepare
 from .training import NonFiniteLossError, TrainingArguments, process_state, train
@@ -96,16 +97,21 @@ def check_lm_head(name_or_path: str) -> None:
 
 
 def is_ready_made(path: str) -> bool:
-    """A single JSONL whose first record has the release's three fields is used without re-chunking."""
+    """A single JSONL whose first record has the release's three fields is used without re-chunking.
+
+    Anything else (also a file that is not UTF-8 or not JSON objects) is read as raw text,
+    whose reader names the bad line.
+    """
     if not path.endswith(".jsonl") or not Path(path).is_file():
         return False
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    return all(k in json.loads(line) for k in READY_KEYS)
-                except json.JSONDecodeError:
-                    return False
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    return isinstance(record, dict) and all(k in record for k in READY_KEYS)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
     return False
 
 
@@ -152,7 +158,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, objective_arg
         "objective": f"LM x {objective_args.lm_weight} + EBAE x {objective_args.ebae_weight} + EBAR x "
                      f"{objective_args.ebar_weight}, stop words {'removed' if data_args.remove_stopwords else 'kept'}",
     }
-    return train(model, tokenizer, dataset, collator, objective, training_args, card=card)
+    return train(model, tokenizer, dataset, collator, objective, training_args, card=card,
+                 stage_arguments={**asdict(model_args), **asdict(data_args), **asdict(objective_args)})
 
 
 def parser():
@@ -165,18 +172,19 @@ def parser():
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args_parser = parser()
+    add_debug_flag(args_parser)
+    debug = False
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
             arguments = args_parser.parse_json_file(argv[0])
         else:
-            arguments = args_parser.parse_args_into_dataclasses(args=argv)
+            *arguments, extra = args_parser.parse_args_into_dataclasses(args=argv)
+            debug = extra.debug
     except ValueError as error:
         args_parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with one_line_errors(debug, (ValueError, OSError, NonFiniteLossError)):
         output = pretrain(*arguments)
-    except (DataError, NonFiniteLossError, OSError) as error:
-        raise SystemExit(f"error: {error}") from None
     print(output)
 
 

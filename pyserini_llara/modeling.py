@@ -73,6 +73,21 @@ def _hub_hint(name: str, error: Exception) -> ModelLoadError:
     )
 
 
+def _corrupt_weights(name: str, error: Exception) -> ModelLoadError:
+    """Names the file: the safetensors error does not."""
+    from safetensors import SafetensorError, safe_open
+
+    culprit = name
+    for path in sorted(Path(name).glob("*.safetensors")) if Path(name).is_dir() else []:
+        try:
+            safe_open(str(path), "pt").keys()
+        except SafetensorError:
+            culprit = str(path)
+            break
+    return ModelLoadError(f"cannot read the weights in {culprit} ({' '.join(str(error).split())}): the file is "
+                          "truncated or corrupt; download or copy the model again")
+
+
 def load_tokenizer(source: ModelSource | str, add_tokens: bool = False):
     from transformers import AutoTokenizer
 
@@ -149,6 +164,7 @@ def load_model(
     LM head for pretraining. A LoRA adapter is merged into the weights. With
     ``add_tokens=True`` a model without <s1>..<s16> gets them (zero-shot use).
     """
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoModelForCausalLM
 
     source = resolve_source(name_or_path, lora)
@@ -163,6 +179,8 @@ def load_model(
             model, info = auto.from_pretrained(source.base, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as error:
         raise _hub_hint(source.base, error) from error
+    except SafetensorError as error:
+        raise _corrupt_weights(source.base, error) from error
     # The body of a causal-LM checkpoint leaves lm_head unused: expected. Missing weights are not.
     if info.get("missing_keys"):
         logger.warning("%s lacks weights for %s: they are randomly initialised", source.base,
@@ -173,7 +191,10 @@ def load_model(
     if source.adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
+        try:
+            model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
+        except SafetensorError as error:
+            raise _corrupt_weights(source.adapter, error) from error
         if not causal_lm:
             model = model.get_decoder()
     return model.to(device).eval(), tokenizer

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from adaptation.pretrain import DataArguments, ModelArguments, ObjectiveArguments, main, pretrain
-from adaptation.training import TrainingArguments
+from adaptation.training import CheckpointError, TrainingArguments
 from pyserini_llara.encoding import LlaraEncoder
 from pyserini_llara.template import SPECIAL_TOKENS, missing_special_tokens
 from tiny import CORPUS
@@ -42,9 +42,9 @@ def test_pretrain_adds_tokens_and_exports_an_encoder(tiny_base, corpus, tmp_path
         "input", "output_summarize", "output_predict"}
     card = (out / "README.md").read_text()
     assert str(tiny_base) in card and "EBAE x 0.05" in card and "chunks of 24 tokens" in card
-    # The prepared file is the dataset of a rerun as well (no re-chunking).
+    # The prepared file is the dataset of a rerun as well (no re-chunking), also one that trains longer.
     stamp = prepared.stat().st_mtime_ns
-    pretrain(*arguments(tiny_base, corpus, tmp_path / "run", max_steps=3, save_steps=3))
+    pretrain(*arguments(tiny_base, corpus, tmp_path / "run", max_steps=3, save_steps=3, allow_changed_arguments=True))
     assert prepared.stat().st_mtime_ns == stamp
 
 
@@ -111,3 +111,20 @@ def test_release_format_jsonl_is_used_as_is(tiny_llara, tmp_path):
     assert not (out / "data").exists()
     assert "3 examples" in (out / "README.md").read_text()
     assert set(SPECIAL_TOKENS) <= set(LlaraEncoder.from_pretrained(str(out)).tokenizer.get_vocab())
+
+
+def test_resume_compares_the_model_by_fingerprint_and_the_data_and_objective(tiny_llara, tiny_base, tmp_path):
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps({"input": t, "output_summarize": t, "output_predict": CORPUS[0]}) + "\n"
+                            for t in CORPUS[1:5]))
+
+    def again(model, **objective):
+        model_args, data_args, _, training_args = arguments(model, data, tmp_path / "run", max_steps=1, save_steps=1)
+        return pretrain(model_args, data_args, ObjectiveArguments(**objective), training_args)
+
+    again(tiny_llara)
+    again(f"{tiny_llara}/")  # the same model spelt otherwise: a rerun of the finished run resumes it
+    with pytest.raises(CheckpointError, match=r"ebae_weight: 0.05 in the checkpoint, 0.1 now"):
+        again(tiny_llara, ebae_weight=0.1)
+    with pytest.raises(CheckpointError, match=r"model_fingerprint: '\w+' in the checkpoint, '\w+' now"):
+        again(tiny_base)
