@@ -197,6 +197,14 @@ def _with_derived_expectation(row: Row, rows: dict[str, Row]) -> Row:
     return dataclasses.replace(row, expected=expected, tolerance=tolerance, source=source)
 
 
+def with_model(row: Row, model: str) -> Row:
+    """The row's commands for another model (a recipe's output); its expected values belong to its own model."""
+    if row.kind not in ("dense", "mteb", "mean"):
+        return row
+    return dataclasses.replace(row, model=model if row.kind != "mean" else row.model, expected={}, measured=None,
+                               source=f"none: {model} instead of the row's {row.model or 'models'}")
+
+
 def select(rows: dict[str, Row], ids: Sequence[str] = (), groups: Sequence[str] = ()) -> list[Row]:
     """The rows asked for, the parts of a mean row first; unknown ids or groups raise with the nearest names."""
     for row_id in ids:
@@ -233,11 +241,19 @@ def _is_ir_dataset(name: str) -> bool:
     return name in ir_datasets.registry
 
 
+def _digest(*settings) -> str:
+    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:10]
+
+
 def index_dir(row: Row, corpus: str, work: Path) -> Path:
     """Where the index of ``row`` lives: one directory per model, corpus and encoding settings."""
-    settings = json.dumps([row.model, row.corpus, row.max_length, row.precision, row.index_type])
-    digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
+    digest = _digest(row.model, row.corpus, row.max_length, row.precision, row.index_type)
     return work / "indexes" / f"{slug(row.model)}--{slug(row.corpus or corpus)}--{digest}"
+
+
+def _run_file(row: Row, work: Path, *inputs) -> Path:
+    """A run file named by everything the search reads, so another model or setting never reuses it."""
+    return work / "runs" / f"{slug(row.id)}--{_digest(row.model, row.hits, row.remove_query, *inputs)}.trec"
 
 
 def _python(*args: str) -> tuple[str, ...]:
@@ -282,7 +298,7 @@ def plan(row: Row, work: str | os.PathLike) -> list[Step]:
                                   "--batch-size", str(row.batch_size), "--max-length", str(row.max_length),
                                   "--index-type", row.index_type, "--resume"),
                           creates=str(index / "index"), model=row.model))
-        run = work / "runs" / f"{slug(row.id)}.trec"
+        run = _run_file(row, work, index.name, topics, row.precision, row.device)
         # Pyserini encodes the queries here. Once the package writes Pyserini's encoded-queries format, this
         # step can pass --encoded-queries with queries encoded once per model and topics instead of --encoder.
         search = ["-m", "pyserini.search.faiss", "--index", str(index), "--topics", topics,
@@ -294,7 +310,7 @@ def plan(row: Row, work: str | os.PathLike) -> list[Step]:
         steps.append(_score(row.qrels, run, row.metrics))
     elif row.kind == "bm25":
         topics = _topics(row, work, steps)
-        run = work / "runs" / f"{slug(row.id)}.trec"
+        run = _run_file(row, work, row.index, topics, row.bm25_args)
         search = ["-m", "pyserini.search.lucene", "--index", row.index, "--topics", topics, "--output", str(run),
                   "--output-format", "trec", "--hits", str(row.hits), "--bm25", *row.bm25_args,
                   "--threads", str(row.threads), "--batch-size", str(row.batch_size)]
@@ -479,7 +495,7 @@ def run_rows(rows: Sequence[Row], work: str | os.PathLike, results: str | os.Pat
 
 def _append(results: Path, outcome: Outcome, work: Path) -> None:
     row = outcome.row
-    record = {"row": row.id, "status": outcome.status, "measured": outcome.measured, "expected": row.expected,
+    record = {"row": row.id, "model": row.model or None, "status": outcome.status, "measured": outcome.measured, "expected": row.expected,
               "tolerance": row.tolerance, "source": row.source, "error": outcome.error or None,
               "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "hardware": hardware(row.device) if row.kind != "mean" and outcome.status != "error" else None,
@@ -559,8 +575,12 @@ def list_table(rows: Iterable[Row], measurements: dict[str, Measurement], markdo
 
 
 def sources(rows: Iterable[Row]) -> str:
-    """Each row with expected values and where they come from."""
-    return "\n".join(f"- `{row.id}`: {row.source}" for row in rows if row.expected)
+    """Where the expected values come from, one line per source with the rows it serves."""
+    by_source: dict[str, list[str]] = {}
+    for row in rows:
+        if row.expected:
+            by_source.setdefault(row.source, []).append(row.id)
+    return "\n".join(f"- {source}: {', '.join(f'`{i}`' for i in ids)}" for source, ids in by_source.items())
 
 
 # --- command line -----------------------------------------------------------------------------------------------
@@ -579,6 +599,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="run every row of this group, e.g. beir, msmarco-passage, demo, gpu (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands the rows run, run nothing")
     parser.add_argument("--markdown", action="store_true", help="with --list: a Markdown table, as in README.md")
+    parser.add_argument("--model", help="run the LLaRA rows with this model instead (e.g. a recipe's output "
+                                        "directory); they are then measured, not judged")
     parser.add_argument("--matrix", help="a matrix YAML file of your own (default: the one in the package)")
     parser.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
                         help=f"indexes, topics, runs and results (default ./{DEFAULT_WORK_DIR})")
@@ -597,6 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(list_table(shown, latest_results(results), markdown=args.markdown))
             return 0
         chosen = select(rows, args.row, args.group)
+        if args.model:
+            chosen = [with_model(row, args.model) for row in chosen]
         if args.dry_run:
             for row in chosen:
                 print(f"# {row.id}" + (f": the mean of {', '.join(row.parts)}" if row.kind == "mean" else ""))

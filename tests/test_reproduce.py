@@ -129,9 +129,19 @@ def test_demo_rows_run_the_pipeline_once_with_flags_it_accepts(matrix, capsys, t
     assert [Path(r).stem for r in runs] == ["bm25", "base", "adapted", "finetuned", "finetuned-bm25"]
 
 
-def test_readme_shows_the_matrix_as_listed(capsys, tmp_path):
+def test_the_beir_example_script_names_every_beir_dataset_row(matrix):
+    script = (ROOT / "examples" / "beir" / "evaluate.sh").read_text()
+    names = re.search(r"# DATASET: (.*?)\(the row", script, re.S).group(1).replace("#", " ").split()
+    rows = {row_id for row_id in matrix if re.fullmatch(r"beir/[^/]+/llara-beir", row_id)}
+    assert {f"beir/{name}/llara-beir" for name in names} == rows - {"beir/average/llara-beir"}
+
+
+def test_readme_shows_the_matrix_and_a_row_as_the_cli_prints_them(capsys, tmp_path, matrix):
+    readme = (ROOT / "README.md").read_text()
     assert main(["--list", "--markdown", "--work-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.strip() in (ROOT / "README.md").read_text()
+    assert capsys.readouterr().out.strip() in readme
+    assert reproduce.sources(matrix.values()) in readme
+    assert "\n".join(dry_run(capsys, "--row", "beir/scifact/llara-beir")) in readme
 
 
 @pytest.mark.parametrize("change, message", [
@@ -176,6 +186,16 @@ def test_steps_resume_and_a_failed_step_leaves_no_output(tmp_path):
     with pytest.raises(StepError, match="exit status 3"):
         run_steps([steps[0], failing], log.append)
     assert not second.exists()
+
+
+def test_another_model_gets_its_own_index_and_run_and_is_measured_not_judged(matrix, tmp_path):
+    row = matrix["beir/scifact/llara-beir"]
+    mine = reproduce.with_model(row, "runs/llara-scifact")
+    ours, theirs = plan(row, tmp_path), plan(mine, tmp_path)
+    assert "llara:runs/llara-scifact" in str(theirs[1]) and "llara:runs/llara-scifact" in str(theirs[2])
+    assert {s.creates for s in ours[1:3]}.isdisjoint({s.creates for s in theirs[1:3]})
+    assert ours[0] == theirs[0]  # the exported topics are shared
+    assert reproduce.judge(mine, {"nDCG@10": 0.1, "R@100": 0.2}).status == "measured"
 
 
 def test_judging_respects_the_tolerance(matrix):
