@@ -49,6 +49,8 @@ class StepError(RuntimeError):
 
 @dataclass(frozen=True)
 class Measurement:
+    """What a run of a row gave, where and when."""
+
     values: dict[str, float]
     hardware: str
     date: str
@@ -85,10 +87,6 @@ class Row:
     measured: Measurement | None = None
     groups: tuple[str, ...] = ()
     condition: str | None = None
-
-    @property
-    def verifiable(self) -> bool:
-        return bool(self.expected)
 
 
 @dataclass(frozen=True)
@@ -154,6 +152,8 @@ def _row(raw: dict, conditions: dict, where: str) -> Row:
         raise MatrixError(f"{where}: expected values need a source")
     if data.get("measured") is not None:
         measured = data["measured"]
+        if not isinstance(measured, dict) or {"values", "hardware", "date"} - set(measured):
+            raise MatrixError(f"{where}: measured needs values, hardware and date")
         data["measured"] = Measurement({_measure_name(k, where): float(v) for k, v in measured["values"].items()},
                                        str(measured["hardware"]), str(measured["date"]))
     return Row(**data)
@@ -349,13 +349,16 @@ def _executable(argv: Sequence[str]) -> list[str]:
 
 
 def _check_cached_index(step: Step) -> None:
-    """A cached index must hold vectors of the model's current weights (a retrained local model changes them)."""
+    """A cached index must hold vectors of the model's current weights (a retrained local model changes them).
+
+    A hub model absent from the local cache cannot be compared and is taken as it was.
+    """
     from .modeling import model_fingerprint
 
     directory = Path(step.creates).parent
     recorded = json.loads((directory / "meta.json").read_text()).get("model_fingerprint")
     current = model_fingerprint(step.model)
-    if recorded and recorded != current:
+    if recorded and not current.startswith("hub:") and recorded != current:
         raise StepError(f"{directory} was built from other weights of {step.model} (fingerprint {recorded}, now "
                         f"{current}); remove that directory to rebuild the index")
 
