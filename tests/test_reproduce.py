@@ -198,6 +198,22 @@ def test_another_model_gets_its_own_index_and_run_and_is_measured_not_judged(mat
     assert reproduce.judge(mine, {"nDCG@10": 0.1, "R@100": 0.2}).status == "measured"
 
 
+def test_a_cached_index_of_other_weights_is_refused(tiny_llara, tmp_path):
+    from pyserini_llara.modeling import model_fingerprint
+
+    index = tmp_path / "index-dir"
+    index.mkdir()
+    (index / "index").write_bytes(b"")
+    step = Step(("python", "-c", "raise SystemExit(1)"), creates=str(index / "index"), model=str(tiny_llara))
+    (index / "meta.json").write_text(json.dumps({"model_fingerprint": model_fingerprint(str(tiny_llara))}))
+    log = []
+    run_steps([step], log.append)
+    assert log == [f"[done] {step}"]
+    (index / "meta.json").write_text(json.dumps({"model_fingerprint": "0123456789abcdef"}))
+    with pytest.raises(StepError, match="other weights"):
+        run_steps([step], log.append)
+
+
 def test_judging_respects_the_tolerance(matrix):
     row = matrix["beir/scifact/llara-beir"]  # expected nDCG@10 0.754, tolerance 0.01
     assert reproduce.judge(row, {"nDCG@10": 0.760, "R@100": 0.9}).status == "pass"
