@@ -16,9 +16,13 @@ import sys
 from typing import Any, Sequence
 
 import numpy as np
-from mteb.models.abs_encoder import AbsEncoder
-from mteb.models.model_meta import ModelMeta, ScoringFunction
-from mteb.types import PromptType
+
+try:
+    from mteb.models.abs_encoder import AbsEncoder
+    from mteb.models.model_meta import ModelMeta, ScoringFunction
+    from mteb.types import PromptType
+except ImportError as error:
+    raise ImportError(f"pyserini_llara.mteb needs mteb ({error}): pip install 'pyserini-llara[mteb]'") from error
 
 from .encoding import LlaraEncoder
 from .registration import DEFAULT_MODEL, model_name
