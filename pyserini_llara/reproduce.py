@@ -445,20 +445,19 @@ def judge(row: Row, measured: dict[str, float]) -> Outcome:
 
 
 def hardware(device: str) -> str:
-    """The machine in one line: GPU name, or CPU model, cores and what torch runs fast on it."""
+    """The machine in one line: the GPU, or the CPU model, its cores and load; and what precision auto picks."""
     from . import precision
 
     if device.startswith("cuda"):
-        import torch
-
-        return f"{torch.cuda.get_device_name(device)} ({precision.describe(device)})"
+        return precision.describe(device)
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} ({precision.describe('cpu')})"
+    auto = precision.fast_low_precision("cpu") or "float32"
+    return f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} (torch {precision.cpu_capability()}, auto = {auto})"
 
 
 def _versions() -> dict[str, str]:
@@ -595,11 +594,11 @@ def _parser() -> argparse.ArgumentParser:
                     "score with ir_measures, and compare with the expected values (pass/fail).",
         epilog="A row is unverified until a run measures it; every run appends its outcome to --results. "
                "Exit status: 0 when every row passed or had nothing to compare with, 1 otherwise.")
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--list", action="store_true", help="show the matrix: expected and measured values, status")
-    what.add_argument("--row", action="append", default=[], metavar="ID", help="run this row (repeatable)")
-    what.add_argument("--group", action="append", default=[], metavar="NAME",
-                      help="run every row of this group, e.g. beir, msmarco-passage, demo, gpu (repeatable)")
+    parser.add_argument("--list", action="store_true",
+                        help="show the matrix (or the rows of --row / --group): expected and measured values, status")
+    parser.add_argument("--row", action="append", default=[], metavar="ID", help="run this row (repeatable)")
+    parser.add_argument("--group", action="append", default=[], metavar="NAME",
+                        help="run every row of this group, e.g. beir, msmarco-passage, demo, gpu (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands the rows run, run nothing")
     parser.add_argument("--markdown", action="store_true", help="with --list: a Markdown table, as in README.md")
     parser.add_argument("--model", help="run the LLaRA rows with this model instead (e.g. a recipe's output "
@@ -612,13 +611,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not (args.list or args.row or args.group):
+        parser.error("give --list, --row ID or --group NAME")
     work = Path(args.work_dir)
     results = Path(args.results) if args.results else work / RESULTS_FILE
     try:
         rows = load_matrix(args.matrix)
         if args.list:
-            shown = rows.values() if not args.group else select(rows, groups=args.group)
+            shown = select(rows, args.row, args.group) if args.row or args.group else rows.values()
             print(list_table(shown, latest_results(results), markdown=args.markdown))
             return 0
         chosen = select(rows, args.row, args.group)

@@ -115,6 +115,14 @@ def test_gpu_rows_are_unverified_with_their_sources(matrix, capsys, tmp_path):
     assert "none published" in listing["msmarco-passage/trec-dl-2019/llara-passage"]
 
 
+def test_the_demo_rows_as_measured_here_pass(matrix):
+    demo = [row for row in matrix.values() if row.kind == "demo"]
+    assert len(demo) == 5
+    for row in demo:
+        assert row.measured is not None, row.id
+        assert reproduce.judge(row, row.measured.values).status == "pass", row.id
+
+
 def test_demo_rows_run_the_pipeline_once_with_flags_it_accepts(matrix, capsys, tmp_path):
     sys.path.insert(0, str(ROOT / "examples"))
     import insuranceqa_pipeline
