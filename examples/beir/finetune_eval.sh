@@ -3,16 +3,15 @@
 # release's BEIR model got its negatives), then evaluate on its test split: nDCG@10 and R@100.
 #   bash examples/beir/finetune_eval.sh [DATASET] [ADAPTED_MODEL]
 #   bash examples/beir/finetune_eval.sh scifact BAAI/LLARA-pretrain
-# Datasets with a train split in ir-datasets: scifact, nfcorpus, fiqa, hotpotqa, nq-train (use beir/nq to test).
+# Datasets with a train split in ir-datasets (beir/DATASET/train): scifact, nfcorpus, fiqa, hotpotqa, fever.
 # One GPU is enough for scifact (809 training queries, 5k documents); more: accelerate launch, see 04_finetune.sh
 # of the MS MARCO recipe.
 set -euo pipefail
 
 DATASET=${1:-scifact}
 ADAPTED=${2:-BAAI/LLARA-pretrain}
-WORK=${WORK:-work/$DATASET}                 # keep "beir" out of this path: Pyserini reads topic files whose
-MODEL=${MODEL:-runs/llara-$DATASET}         # path contains it with another reader
-DEVICE=${DEVICE:-cuda:0}
+WORK=${WORK:-work/$DATASET}
+MODEL=${MODEL:-runs/llara-$DATASET}
 mkdir -p "$WORK" runs
 
 # 1. BM25 negatives: 15 per query from the top 200, never a judged positive.
