@@ -188,7 +188,7 @@ def check_pretraining(model, tokenizer, shape: Shape, device) -> dict:
     """
     import torch
 
-    from adaptation.data import PretrainCollator
+    from adaptation.data import PaperWindows, PretrainCollator
     from adaptation.objective import PretrainObjective
     from adaptation.training import TrainingArguments, apply_lora, enable_gradient_checkpointing
     from pyserini_llara.template import Template
@@ -196,7 +196,7 @@ def check_pretraining(model, tokenizer, shape: Shape, device) -> dict:
     template = Template.from_tokenizer(tokenizer)
     overhead = template.overhead("passage") + len(template.suffix_ids["query"])
     length = LLAMA2_PASSAGE_OVERHEAD + PRETRAIN_TEXT_TOKENS + LLAMA2_QUERY_SUFFIX
-    collator = PretrainCollator(tokenizer, max_text_tokens=length - overhead)
+    collator = PretrainCollator(tokenizer, PaperWindows(length - overhead))
     objective = PretrainObjective(collator.n_summarize, collator.n_predict)
     batch = collator(pretrain_examples(shape.train_batch, np.random.default_rng(1)))
     if batch["input_ids"].shape[1] != length:

@@ -25,7 +25,7 @@ class Interrupted(RuntimeError):
 def run(tiny_llara, output_dir, fail_after_batches=None, nan_at_batch=None, **overrides):
     """Train the tiny model on DATA with the pretraining objective; returns (model, tokenizer, output_dir)."""
     model, tokenizer = load_model(str(tiny_llara), causal_lm=True)
-    collator = PretrainCollator(tokenizer, max_text_tokens=32)
+    collator = PretrainCollator(tokenizer)
     objective = PretrainObjective(collator.n_summarize, collator.n_predict)
     calls = 0
 
