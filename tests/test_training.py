@@ -1,13 +1,15 @@
 """The shared training loop: exact resume, NaN guard, LoRA, export round trip into the plugin's encoder, logs."""
 
 import json
+import math
 
 import pytest
 import torch
 
 from adaptation.data import PretrainCollator
 from adaptation.objective import PretrainObjective
-from adaptation.training import (NonFiniteLossError, TrainingArguments, apply_lora, last_checkpoint, train)
+from adaptation.training import (RELEASE_SCHEDULE, NonFiniteLossError, TrainingArguments, apply_lora, last_checkpoint,
+                                 make_scheduler, train)
 from pyserini_llara.encoding import LlaraEncoder
 from pyserini_llara.modeling import load_model
 from pyserini_llara.template import SPECIAL_TOKENS
@@ -152,3 +154,35 @@ def test_argument_validation(tiny_llara, tmp_path):
     model, tokenizer = load_model(str(tiny_llara), causal_lm=True)
     with pytest.raises(ValueError, match="empty"):
         train(model, tokenizer, [], list, lambda *a: {}, TrainingArguments(output_dir=str(tmp_path)))
+
+
+def deepspeed_warmup_decay_lrs(lr: float, warmup: int, total: int) -> list[float]:
+    """DeepSpeed's WarmupDecayLR (warmup_type log, min lr 0) restated: the lr of each optimizer step in turn.
+
+    The engine sets the min lr at construction (iteration -1) and calls step() after each optimizer step.
+    """
+    warmup = max(2, warmup)
+    iteration, used = -1, []
+    for _ in range(total):
+        if iteration < 0:
+            gamma = 0.0
+        elif iteration < warmup:
+            gamma = (1.0 / math.log(warmup)) * math.log(iteration + 1)
+        else:
+            gamma = max(0.0, float(total - iteration) / float(max(1.0, total - warmup)))
+        used.append(lr * gamma)
+        iteration += 1
+    return used
+
+
+@pytest.mark.parametrize("warmup,total", [(5, 50), (1, 10), (0, 7), (30, 300)])
+def test_default_schedule_is_the_release_deepspeed_warmup_decay(warmup, total):
+    assert TrainingArguments(output_dir="unused").lr_scheduler_type == RELEASE_SCHEDULE
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    scheduler = make_scheduler(RELEASE_SCHEDULE, optimizer, warmup, total)
+    used = []
+    for _ in range(total):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert used == pytest.approx(deepspeed_warmup_decay_lrs(3e-4, warmup, total), abs=1e-12)
