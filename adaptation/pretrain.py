@@ -69,11 +69,11 @@ class DataArguments(ChunkArguments):
                 "--cutoff_len caps the whole row (template included) and each target is tokenized with BOS and cut "
                 "at --cutoff_len; paper: --max_text_tokens of text (template on top), targets cut at as many tokens."})
     cutoff_len: int | None = field(default=None, metadata={
-        "help": "release windows: tokens per row, template included (the release's README runs 128; LLaMA-2's "
-                "template takes 39 of them); also the cut of each target. Default 128."})
+        "help": "release windows: tokens per row, template included (LLaMA-2's template takes 39 of them); also "
+                "the cut of each target. Unset (None): 128, as the release's README runs."})
     max_text_tokens: int | None = field(default=None, metadata={
         "help": "paper windows: text tokens per example (the template comes on top), also the cut of each "
-                "target. Default 256."})
+                "target. Unset (None): 256."})
     remove_stopwords: bool = field(default=True, metadata={
         "help": "Drop English stop words (and all punctuation) from the bag-of-words targets, as the release's "
                 "README runs it (--remove_stop_words True)."})
