@@ -8,8 +8,8 @@ The training file is ``{"query", "pos", "neg"}`` JSONL (see ``adaptation.finetun
 ``--encoder llara:FINETUNED_DIR`` loads. Defaults are the release's: LoRA r 64 / alpha 16 /
 dropout 0.1 on all projections (LoRA only: the <s1>..<s16> rows stay frozen), lr 3e-4 with
 DeepSpeed's log warmup and linear decay, 1 query per device, groups of 16, temperature 0.02,
-query 64 and passage 160 tokens (template included). Rerunning the same command resumes an interrupted
-run from its last checkpoint.
+query 64 and passage 160 tokens (template included). Rerunning the same command resumes an
+interrupted run from its last checkpoint.
 
 Examples:
   python -m adaptation.mine --dataset beir/scifact/train --output scifact-train.jsonl

@@ -27,7 +27,8 @@ from typing import Literal
 
 from pyserini_llara.modeling import ModelLoadError
 
-from .data import READY_KEYS, DataError, JsonlExamples, PaperWindows, PretrainCollator, ReleaseWindows, expand_sources
+from .data import (READY_KEYS, DataError, JsonlExamples, PaperWindows, PretrainCollator, ReleaseWindows,
+                   expand_sources)
 from .objective import LossWeights, PretrainObjective
 from .prepare import ChunkArguments, HelpFormatter, PrepareArguments, prepare
 from .training import NonFiniteLossError, TrainingArguments, process_state, train
