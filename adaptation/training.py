@@ -42,6 +42,7 @@ SET_ASIDE = ".nonfinite"  # suffix of checkpoints whose weights gave a non-finit
 # Arguments that change how a run is run or saved, not what it computes: free to change on resume.
 OPERATIONAL = ("output_dir", "save_steps", "save_total_limit", "logging_steps", "overwrite_output_dir",
                "save_adapter_only", "dataloader_num_workers", "gradient_checkpointing", "allow_changed_arguments")
+RELEASE_SCHEDULE = "log_warmup_linear_decay"
 
 
 def _help(text: str, **kwargs):
@@ -65,8 +66,10 @@ class TrainingArguments:
     gradient_accumulation_steps: int = _help("Forward passes per optimizer step (effective batch = "
                                              "per-device batch x accumulation x devices).", default=1)
     warmup_ratio: float = _help("Fraction of the steps spent warming the learning rate up from 0.", default=0.1)
-    lr_scheduler_type: str = _help("Decay after warmup: linear, cosine, constant_with_warmup, ... "
-                                   "(transformers.get_scheduler names).", default="linear")
+    lr_scheduler_type: str = _help(f"{RELEASE_SCHEDULE}: the release's (DeepSpeed's WarmupDecayLR as its stage1.json "
+                                   "runs it: log warmup, then linear decay to 0); or a transformers.get_scheduler "
+                                   "name: linear (linear warmup and decay), cosine, constant_with_warmup, ...",
+                                   default=RELEASE_SCHEDULE)
     weight_decay: float = _help("AdamW weight decay on matrices (not on norms and biases).", default=0.0)
     max_grad_norm: float = _help("Clip the gradient norm to this; 0 disables clipping.", default=1.0)
     mixed_precision: str = _help("no | bf16 | fp16 (fp16 needs a GPU; bf16 is fast on recent CPUs too).",
@@ -86,8 +89,9 @@ class TrainingArguments:
     lora_target_modules: str = _help("Comma-separated module names that get adapters.",
                                      default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
     lora_train_llara_tokens: bool = _help("With LoRA, also train the input-embedding rows of <s1>..<s16> "
-                                          "(peft trainable tokens): tokens added to a base model start as the "
-                                          "mean embedding and must learn their role.", default=True)
+                                          "(peft trainable tokens): rows added to a base model must learn their "
+                                          "role. The release's LoRA pretraining leaves them frozen at their "
+                                          "initialisation (False).", default=True)
     save_adapter_only: bool = _help("With LoRA, export the adapter (and tokenizer) instead of merged weights.",
                                     default=False)
     dataloader_num_workers: int = _help("Worker processes that collate batches (0: in the training process).",
@@ -173,6 +177,35 @@ def apply_lora(model, tokenizer, args: TrainingArguments):
     except ValueError as error:
         raise ValueError(f"cannot apply LoRA to {type(model).__name__} with lora_target_modules="
                          f"{args.lora_target_modules!r}: {error}") from error
+
+
+def log_warmup_linear_decay(optimizer, warmup_steps: int, total_steps: int):
+    """DeepSpeed's ``WarmupDecayLR`` (``warmup_type`` log, min lr 0) as the release runs it under the HF Trainer.
+
+    With W = max(2, warmup_steps), DeepSpeed's iteration i gives lr x log(i + 1) / log(W) while
+    i < W, then lr x (total - i) / (total - W). Its first optimizer step runs before the first
+    ``step()`` call, at the min lr, so optimizer step k uses iteration k - 2; here LambdaLR's
+    counter s (k - 1 at step k) maps to i = s - 1.
+    """
+    warmup = max(2, warmup_steps)
+
+    def factor(step: int) -> float:
+        i = step - 1
+        if i < 0:
+            return 0.0
+        if i < warmup:
+            return math.log(i + 1) / math.log(warmup)
+        return max(0.0, (total_steps - i) / max(1.0, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_scheduler(name: str, optimizer, warmup_steps: int, total_steps: int):
+    from transformers import get_scheduler
+
+    if name == RELEASE_SCHEDULE:
+        return log_warmup_linear_decay(optimizer, warmup_steps, total_steps)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
 
 
 def _checkpoints(output_dir: str | Path) -> list[Path]:
@@ -346,7 +379,6 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import get_scheduler
 
     from .export import export_model
 
@@ -406,8 +438,8 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
     # Stepped by hand once per optimizer step (accelerate's wrapper would step it once per process).
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=math.ceil(args.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    scheduler = make_scheduler(args.lr_scheduler_type, optimizer, math.ceil(args.warmup_ratio * total_steps),
+                               total_steps)
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "tokens": 0, "elapsed_s": 0.0}
     if saved is not None:

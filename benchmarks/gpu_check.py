@@ -11,7 +11,7 @@ LLaMA-2's 21-token passage template (BOS + ``"`` + text + 19-token summarize suf
    loop over the same ids (``_common.release_loop``) for speed, memory and embedding gap;
 2. LoRA pretraining steps as ``adaptation.pretrain`` takes them (``apply_lora``, the joint
    EBAE/EBAR objective, ``PretrainCollator`` batches) with gradient checkpointing at the
-   release's lengths (text cut at 128 tokens + both suffixes);
+   release's length (rows of 128 tokens, template included: its README's ``--cutoff_len``);
 3. exact inner-product search over 1M x 4096 vectors: faiss's GPU flat index when faiss has
    GPU support, and the same search as a plain torch matrix product + top-k.
 
@@ -39,8 +39,7 @@ from _common import machine
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 MSMARCO_PASSAGES = 8_841_823
 LLAMA2_PASSAGE_OVERHEAD = 21   # BOS + '"' + 19-token summarize suffix with the LLaMA-2 tokenizer
-LLAMA2_QUERY_SUFFIX = 18
-PRETRAIN_TEXT_TOKENS = 128     # the release's cutoff_len
+PRETRAIN_ROW_TOKENS = 128      # the release's cutoff_len: the whole row, template included
 
 
 @dataclass(frozen=True)
@@ -188,15 +187,12 @@ def check_pretraining(model, tokenizer, shape: Shape, device) -> dict:
     """
     import torch
 
-    from adaptation.data import PretrainCollator
+    from adaptation.data import PretrainCollator, ReleaseWindows
     from adaptation.objective import PretrainObjective
     from adaptation.training import TrainingArguments, apply_lora, enable_gradient_checkpointing
-    from pyserini_llara.template import Template
 
-    template = Template.from_tokenizer(tokenizer)
-    overhead = template.overhead("passage") + len(template.suffix_ids["query"])
-    length = LLAMA2_PASSAGE_OVERHEAD + PRETRAIN_TEXT_TOKENS + LLAMA2_QUERY_SUFFIX
-    collator = PretrainCollator(tokenizer, max_text_tokens=length - overhead)
+    length = PRETRAIN_ROW_TOKENS
+    collator = PretrainCollator(tokenizer, ReleaseWindows(length))
     objective = PretrainObjective(collator.n_summarize, collator.n_predict)
     batch = collator(pretrain_examples(shape.train_batch, np.random.default_rng(1)))
     if batch["input_ids"].shape[1] != length:

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 from adaptation.data import PretrainCollator
 from adaptation.objective import PretrainObjective
-from adaptation.training import (CheckpointError, NonFiniteLossError, TrainingArguments, apply_lora, last_checkpoint,
-                                 run_definition, train)
+from adaptation.training import (RELEASE_SCHEDULE, CheckpointError, NonFiniteLossError, TrainingArguments, apply_lora,
+                                 last_checkpoint, make_scheduler, run_definition, train)
 from pyserini_llara.encoding import LlaraEncoder
 from pyserini_llara.modeling import load_model
 from pyserini_llara.template import SPECIAL_TOKENS
@@ -30,7 +30,7 @@ class Interrupted(RuntimeError):
 def run(tiny_llara, output_dir, fail_after_batches=None, nan_at_batch=None, **overrides):
     """Train the tiny model on DATA with the pretraining objective; returns (model, tokenizer, output_dir)."""
     model, tokenizer = load_model(str(tiny_llara), causal_lm=True)
-    collator = PretrainCollator(tokenizer, max_text_tokens=32)
+    collator = PretrainCollator(tokenizer)
     objective = PretrainObjective(collator.n_summarize, collator.n_predict)
     calls = 0
 
@@ -99,22 +99,25 @@ def test_nan_loss_stops_and_names_a_checkpoint_whose_weights_and_loss_were_finit
 def test_exploded_weights_are_not_named_good_and_a_lower_learning_rate_resumes(tiny_llara, tmp_path):
     """lr 1e30: step 2's update makes the weights ~1e29 (still finite) and step 3's loss is NaN."""
     with pytest.raises(NonFiniteLossError, match=r"at step 3 .*a rerun resumes from .*step-1, whose weights"):
-        run(tiny_llara, tmp_path / "run", learning_rate=1e30, save_steps=1, save_total_limit=0)
+        run(tiny_llara, tmp_path / "run", learning_rate=1e30, save_steps=1, save_total_limit=0,
+            lr_scheduler_type="linear")
     step1 = load_file(str(tmp_path / "run" / "checkpoints" / "step-1" / "model.safetensors"))
     assert max(float(t.abs().max()) for t in step1.values()) < 10  # what the rerun starts from
-    run(tiny_llara, tmp_path / "run", save_steps=1, save_total_limit=0, allow_changed_arguments=True)
+    run(tiny_llara, tmp_path / "run", save_steps=1, save_total_limit=0, lr_scheduler_type="linear",
+        allow_changed_arguments=True)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 7)) and all(math.isfinite(r["loss"]) for r in rows)
 
 
 def test_resume_refuses_changed_arguments_unless_allowed(tiny_llara, tmp_path):
     with pytest.raises(Interrupted):
-        run(tiny_llara, tmp_path / "run", fail_after_batches=6)  # the step-2 checkpoint is the last
+        run(tiny_llara, tmp_path / "run", fail_after_batches=6, lr_scheduler_type="linear")  # step-2 is the last
     with pytest.raises(CheckpointError, match=r"other arguments \(learning_rate: 0.001 in the checkpoint, 0.002 now; "
                                               r"per_device_train_batch_size: 2 in the checkpoint, 1 now; seed: 7 in "
                                               r"the checkpoint, 8 now\).*--allow_changed_arguments"):
-        run(tiny_llara, tmp_path / "run", learning_rate=2e-3, per_device_train_batch_size=1, seed=8)
-    run(tiny_llara, tmp_path / "run", learning_rate=2e-3, allow_changed_arguments=True)
+        run(tiny_llara, tmp_path / "run", learning_rate=2e-3, per_device_train_batch_size=1, seed=8,
+            lr_scheduler_type="linear")
+    run(tiny_llara, tmp_path / "run", learning_rate=2e-3, lr_scheduler_type="linear", allow_changed_arguments=True)
     rows = {json.loads(line)["step"]: json.loads(line) for line in
             (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()}
     # 6 steps, 2 of warmup, linear decay: the new peak 2e-3 scales the schedule from step 3 on.
@@ -231,3 +234,35 @@ def test_argument_validation(tiny_llara, tmp_path):
     model, tokenizer = load_model(str(tiny_llara), causal_lm=True)
     with pytest.raises(ValueError, match="empty"):
         train(model, tokenizer, [], list, lambda *a: {}, TrainingArguments(output_dir=str(tmp_path)))
+
+
+def deepspeed_warmup_decay_lrs(lr: float, warmup: int, total: int) -> list[float]:
+    """DeepSpeed's WarmupDecayLR (warmup_type log, min lr 0) restated: the lr of each optimizer step in turn.
+
+    The engine sets the min lr at construction (iteration -1) and calls step() after each optimizer step.
+    """
+    warmup = max(2, warmup)
+    iteration, used = -1, []
+    for _ in range(total):
+        if iteration < 0:
+            gamma = 0.0
+        elif iteration < warmup:
+            gamma = (1.0 / math.log(warmup)) * math.log(iteration + 1)
+        else:
+            gamma = max(0.0, float(total - iteration) / float(max(1.0, total - warmup)))
+        used.append(lr * gamma)
+        iteration += 1
+    return used
+
+
+@pytest.mark.parametrize("warmup,total", [(5, 50), (1, 10), (0, 7), (30, 300)])
+def test_default_schedule_is_the_release_deepspeed_warmup_decay(warmup, total):
+    assert TrainingArguments(output_dir="unused").lr_scheduler_type == RELEASE_SCHEDULE
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    scheduler = make_scheduler(RELEASE_SCHEDULE, optimizer, warmup, total)
+    used = []
+    for _ in range(total):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert used == pytest.approx(deepspeed_warmup_decay_lrs(3e-4, warmup, total), abs=1e-12)

@@ -18,11 +18,15 @@ mkdir -p "$WORK" runs
 python -m adaptation.mine --dataset "beir/$DATASET/train" --retriever bm25 --depth 200 --num_negatives 15 \
   --threads 8 --output "$WORK/train.jsonl"
 
-# 2. Contrastive fine-tuning with the release's settings (LoRA r 64 / alpha 16, lr 3e-4, groups of 16).
+# 2. Contrastive fine-tuning with the release's settings (LoRA only, r 64 / alpha 16, lr 3e-4 on the release's
+#    schedule, groups of 16). Batch: the release's README runs 8 GPUs x 1 query with cross-device negatives, i.e.
+#    8 queries and 128 passages per step; 8 queries on one GPU is that same step. When memory allows, a larger
+#    --per_device_train_batch_size gives more in-batch negatives and fewer steps. Temperature: the release's
+#    default 0.02 (its README example: 0.01).
 accelerate launch --config_file examples/accelerate/single_gpu.yaml -m adaptation.finetune \
   --model_name_or_path "$ADAPTED" --train_data "$WORK/train.jsonl" --output_dir "$MODEL" \
   --train_group_size 16 --query_max_len 64 --passage_max_len 160 --temperature 0.02 \
-  --per_device_train_batch_size 8 --num_train_epochs 1 \
+  --per_device_train_batch_size 8 --num_train_epochs 1 --warmup_ratio 0.1 \
   --mixed_precision bf16 --gradient_checkpointing --logging_steps 5
 
 bash "$(dirname "$0")/evaluate.sh" "$DATASET" "$MODEL"
