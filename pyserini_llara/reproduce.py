@@ -4,8 +4,10 @@
 commands it runs (the ones ``--dry-run`` prints), runs them, reads the scores that the
 ``ir_measures`` CLI prints, compares them with the expected values and appends the outcome to a
 JSONL file. Indexes are cached under the work directory by model, corpus and encoding settings
-(``pyserini_llara.index --resume`` continues an interrupted build), run files and exported topics
-are reused, so a rerun after a failure picks up where it stopped.
+(``pyserini_llara.index --resume`` continues an interrupted build), and the queries are encoded
+once per model, topics and query settings into Pyserini's encoded-queries format, which every
+search over those topics reads (another index type, a re-run) without loading the model again.
+Run files and exported topics are reused too, so a rerun after a failure picks up where it stopped.
 
     python -m pyserini_llara.reproduce --list
     python -m pyserini_llara.reproduce --row beir/scifact/llara-beir --dry-run
@@ -31,6 +33,8 @@ from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from .queries import META_FILE as QUERIES_META
 
 MATRIX = "matrix.yaml"
 KINDS = ("dense", "bm25", "demo", "mteb", "mean")
@@ -91,12 +95,14 @@ class Row:
 
 @dataclass(frozen=True)
 class Step:
-    """One command line. ``stdout``: the file its standard output goes to; ``creates``: what it leaves when done."""
+    """One command line. ``stdout``: the file its standard output goes to; ``creates``: what it leaves when done;
+    ``inputs``: what earlier steps create that it reads (remade, they make it run again)."""
 
     argv: tuple[str, ...]
     stdout: str | None = None
     creates: str | None = None
-    model: str | None = None  # an index step: the model whose weights the cached index must come from
+    model: str | None = None  # a cache: the model whose weights what ``creates`` holds must come from
+    inputs: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return shlex.join(self.argv) + (f" > {shlex.quote(self.stdout)}" if self.stdout else "")
@@ -251,6 +257,13 @@ def index_dir(row: Row, corpus: str, work: Path) -> Path:
     return work / "indexes" / f"{slug(row.model)}--{slug(row.corpus or corpus)}--{digest}"
 
 
+def queries_dir(row: Row, work: Path) -> Path:
+    """Where the encoded queries of ``row`` live: one directory per model, topics and query settings,
+    shared by every row that searches those topics with that model."""
+    digest = _digest(row.model, row.topics, row.max_length, row.precision)
+    return work / "encoded-queries" / f"{slug(row.model)}--{slug(row.topics)}--{digest}"
+
+
 def _run_file(row: Row, work: Path, *inputs) -> Path:
     """A run file named by everything the search reads, so another model or setting never reuses it."""
     return work / "runs" / f"{slug(row.id)}--{_digest(row.model, row.hits, row.remove_query, *inputs)}.trec"
@@ -270,15 +283,16 @@ def _topics(row: Row, work: Path, steps: list[Step]) -> str:
     return path
 
 
-def _corpus(row: Row, work: Path, steps: list[Step]) -> str:
-    """An ir-datasets id or a path as it is; ``hf:OWNER/DATASET/FILE`` downloaded into a directory first."""
+def _corpus(row: Row, work: Path, steps: list[Step]) -> tuple[str, tuple[str, ...]]:
+    """An ir-datasets id or a path as it is; ``hf:OWNER/DATASET/FILE`` downloaded into a directory first.
+    Also the file that download creates (none for the others)."""
     if not row.corpus.startswith(HF_PREFIX):
-        return row.corpus
+        return row.corpus, ()
     repo, _, file = row.corpus[len(HF_PREFIX):].rpartition("/")
     target = work / "corpora" / slug(repo)
     steps.append(Step(("hf", "download", repo, file, "--repo-type", "dataset", "--local-dir", str(target)),
                       creates=str(target / file)))
-    return str(target)
+    return str(target), (str(target / file),)
 
 
 def _score(qrels: str, run: str | Path, metrics: Sequence[str]) -> Step:
@@ -290,23 +304,28 @@ def plan(row: Row, work: str | os.PathLike) -> list[Step]:
     work = Path(work)
     steps: list[Step] = []
     if row.kind == "dense":
-        corpus = _corpus(row, work, steps)
+        corpus, downloaded = _corpus(row, work, steps)
         topics = _topics(row, work, steps)
-        index = index_dir(row, corpus, work)
-        steps.append(Step(_python("-m", "pyserini_llara.index", "--corpus", corpus, "--output", str(index),
-                                  "--encoder", f"llara:{row.model}", "--device", row.device, "--dtype", row.precision,
-                                  "--batch-size", str(row.batch_size), "--max-length", str(row.max_length),
-                                  "--index-type", row.index_type, "--resume"),
-                          creates=str(index / "index"), model=row.model))
-        run = _run_file(row, work, index.name, topics, row.precision, row.device)
-        # Pyserini encodes the queries here. Once the package writes Pyserini's encoded-queries format, this
-        # step can pass --encoded-queries with queries encoded once per model and topics instead of --encoder.
+        index, queries = index_dir(row, corpus, work), queries_dir(row, work)
+        build = Step(_python("-m", "pyserini_llara.index", "--corpus", corpus, "--output", str(index),
+                             "--encoder", f"llara:{row.model}", "--device", row.device, "--dtype", row.precision,
+                             "--batch-size", str(row.batch_size), "--max-length", str(row.max_length),
+                             "--index-type", row.index_type, "--resume"),
+                     creates=str(index / "index"), model=row.model, inputs=downloaded)
+        # Each query alone, without padding, as pyserini.search.faiss --encoder encodes one query: a vector does
+        # not depend on which other queries the topics hold. --overwrite: this step runs only when the directory
+        # is incomplete or its topics were exported again.
+        encode = Step(_python("-m", "pyserini_llara.queries", "--topics", topics, "--output", str(queries),
+                              "--encoder", f"llara:{row.model}", "--device", row.device, "--dtype", row.precision,
+                              "--batch-size", "1", "--max-length", str(row.max_length), "--overwrite"),
+                      creates=str(queries / QUERIES_META), model=row.model, inputs=(topics,))
+        run = _run_file(row, work, index.name, topics, queries.name)
         search = ["-m", "pyserini.search.faiss", "--index", str(index), "--topics", topics,
-                  "--encoder", f"llara:{row.model}", "--output", str(run), "--hits", str(row.hits),
-                  "--device", row.device, "--batch-size", str(row.batch_size), "--threads", str(row.threads)]
-        search += ["--fp16"] if row.precision != "float32" else []
+                  "--encoded-queries", str(queries), "--output", str(run), "--hits", str(row.hits),
+                  "--batch-size", str(row.batch_size), "--threads", str(row.threads)]
         search += ["--remove-query"] if row.remove_query else []
-        steps.append(Step(_python(*search), creates=str(run)))
+        steps += [build, encode,
+                  Step(_python(*search), creates=str(run), inputs=(build.creates, encode.creates, topics))]
         steps.append(_score(row.qrels, run, row.metrics))
     elif row.kind == "bm25":
         topics = _topics(row, work, steps)
@@ -315,7 +334,7 @@ def plan(row: Row, work: str | os.PathLike) -> list[Step]:
                   "--output-format", "trec", "--hits", str(row.hits), "--bm25", *row.bm25_args,
                   "--threads", str(row.threads), "--batch-size", str(row.batch_size)]
         search += ["--remove-query"] if row.remove_query else []
-        steps.append(Step(_python(*search), creates=str(run)))
+        steps.append(Step(_python(*search), creates=str(run), inputs=(topics,)))
         steps.append(_score(row.qrels, run, row.metrics))
     elif row.kind == "demo":
         out = work / "insuranceqa"
@@ -348,8 +367,9 @@ def _executable(argv: Sequence[str]) -> list[str]:
     return [found or argv[0], *argv[1:]]
 
 
-def _check_cached_index(step: Step) -> None:
-    """A cached index must hold vectors of the model's current weights (a retrained local model changes them).
+def _check_cached(step: Step) -> None:
+    """A cached index or encoded queries must hold vectors of the model's current weights (a retrained local
+    model changes them); both record them in ``meta.json`` beside what the step creates.
 
     A hub model absent from the local cache cannot be compared and is taken as it was.
     """
@@ -359,8 +379,8 @@ def _check_cached_index(step: Step) -> None:
     recorded = json.loads((directory / "meta.json").read_text()).get("model_fingerprint")
     current = model_fingerprint(step.model)
     if recorded and not current.startswith("hub:") and recorded != current:
-        raise StepError(f"{directory} was built from other weights of {step.model} (fingerprint {recorded}, now "
-                        f"{current}); remove that directory to rebuild the index")
+        raise StepError(f"{directory} was made from other weights of {step.model} (fingerprint {recorded}, now "
+                        f"{current}); remove that directory to make it again")
 
 
 def _execute(step: Step, log) -> str:
@@ -394,16 +414,18 @@ def _remove_files(paths: Iterable[Path]) -> None:
 
 
 def run_steps(steps: Sequence[Step], log=print) -> str:
-    """Run the steps, skipping those whose output exists while nothing before them had to run; the last one's output."""
-    printed, fresh = "", False
+    """Run the steps, skipping those whose output exists while none of their inputs was made again; the last
+    one's output."""
+    printed, made = "", set()
     for step in steps:
-        if not fresh and step.creates and Path(step.creates).exists():
+        if step.creates and Path(step.creates).exists() and made.isdisjoint(step.inputs):
             if step.model:
-                _check_cached_index(step)
+                _check_cached(step)
             log(f"[done] {step}")
             continue
         printed = _execute(step, log)
-        fresh = fresh or step.creates is not None
+        if step.creates:
+            made.add(step.creates)
     return printed
 
 

@@ -11,6 +11,7 @@ import ir_measures
 import pytest
 import yaml
 from test_cli_e2e import TOPICS, collection  # noqa: F401  (the fixture: a 30-document JSONL collection)
+from test_doors import pyserini_cli
 
 from pyserini_llara import reproduce
 from pyserini_llara.encoding import LlaraEncoder
@@ -176,17 +177,22 @@ def test_an_unknown_row_names_the_nearest(matrix):
 
 
 def test_steps_resume_and_a_failed_step_leaves_no_output(tmp_path):
-    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
-    write = lambda path, text: Step(("python", "-c", f"print({text!r})"), stdout=str(path), creates=str(path))  # noqa: E731
-    steps = [write(first, "one"), write(second, "two"), Step(("python", "-c", "print('nDCG@10\\t0.5')"))]
+    first, second, third = tmp_path / "first.txt", tmp_path / "second.txt", tmp_path / "third.txt"
+
+    def write(path, text, inputs=()):
+        return Step(("python", "-c", f"print({text!r})"), stdout=str(path), creates=str(path), inputs=inputs)
+
+    steps = [write(first, "one"), write(second, "two"), write(third, "three", inputs=(str(first),)),
+             Step(("python", "-c", "print('nDCG@10\\t0.5')"))]
     log = []
     assert reproduce.parse_scores(run_steps(steps, log.append), ["nDCG@10"]) == {"nDCG@10": 0.5}
     assert first.read_text() == "one\n" and all(line.startswith("$ ") for line in log)
 
     log.clear()
-    second.unlink()
+    first.unlink()
     run_steps(steps, log.append)
-    assert [line[:2] for line in log] == ["[d", "$ ", "$ "]  # only what is missing, and what comes after it
+    # what is missing, what reads it, and the scorer; the second step reads nothing that was made again
+    assert [line[:2] for line in log] == ["$ ", "[d", "$ ", "$ "]
 
     log.clear()
     failing = Step(("python", "-c", "print('half'); raise SystemExit(3)"), stdout=str(second), creates=str(second))
@@ -201,24 +207,26 @@ def test_another_model_gets_its_own_index_and_run_and_is_measured_not_judged(mat
     mine = reproduce.with_model(row, "runs/llara-scifact")
     ours, theirs = plan(row, tmp_path), plan(mine, tmp_path)
     assert "llara:runs/llara-scifact" in str(theirs[1]) and "llara:runs/llara-scifact" in str(theirs[2])
-    assert {s.creates for s in ours[1:3]}.isdisjoint({s.creates for s in theirs[1:3]})
+    assert {s.creates for s in ours[1:4]}.isdisjoint({s.creates for s in theirs[1:4]})  # index, queries, run
     assert ours[0] == theirs[0]  # the exported topics are shared
     assert reproduce.judge(mine, {"nDCG@10": 0.1, "R@100": 0.2}).status == "measured"
 
 
-def test_a_cached_index_of_other_weights_is_refused(tiny_llara, tmp_path):
+@pytest.mark.parametrize("cache", ["pyserini_llara.index", "pyserini_llara.queries"])
+def test_a_cached_index_or_encoded_queries_of_other_weights_are_refused(matrix, tiny_llara, tmp_path, cache):
     from pyserini_llara.modeling import model_fingerprint
 
-    index = tmp_path / "index-dir"
-    index.mkdir()
-    (index / "index").write_bytes(b"")
-    step = Step(("python", "-c", "raise SystemExit(1)"), creates=str(index / "index"), model=str(tiny_llara))
-    (index / "meta.json").write_text(json.dumps({"model_fingerprint": model_fingerprint(str(tiny_llara))}))
+    row = reproduce.with_model(matrix["beir/scifact/llara-beir"], str(tiny_llara))
+    step = next(s for s in plan(row, tmp_path) if s.argv[:3] == ("python", "-m", cache))
+    directory = Path(step.creates).parent
+    directory.mkdir(parents=True)
+    Path(step.creates).write_text(json.dumps({"model_fingerprint": model_fingerprint(str(tiny_llara))}))
+    (directory / "meta.json").write_text(json.dumps({"model_fingerprint": model_fingerprint(str(tiny_llara))}))
     log = []
     run_steps([step], log.append)
     assert log == [f"[done] {step}"]
-    (index / "meta.json").write_text(json.dumps({"model_fingerprint": "0123456789abcdef"}))
-    with pytest.raises(StepError, match="other weights"):
+    (directory / "meta.json").write_text(json.dumps({"model_fingerprint": "0123456789abcdef"}))
+    with pytest.raises(StepError, match=f"{directory} was made from other weights"):
         run_steps([step], log.append)
 
 
@@ -243,6 +251,7 @@ def independent_scores(collection, model, metrics):
 @pytest.mark.slow
 def test_a_row_runs_end_to_end_as_dry_run_prints_and_a_wrong_expectation_fails(collection, tiny_llara, tmp_path,
                                                                                  capsys):
+    """Also: the queries are encoded once for the three rows (two index types) and give the on-the-fly run."""
     metrics = ["nDCG@10", "RR@10"]
     expected = independent_scores(collection, tiny_llara, metrics)
     condition = {"kind": "dense", "model": str(tiny_llara), "corpus": str(collection / "corpus.jsonl"),
@@ -253,23 +262,42 @@ def test_a_row_runs_end_to_end_as_dry_run_prints_and_a_wrong_expectation_fails(c
     path = tmp_path / "matrix.yaml"
     path.write_text(yaml.safe_dump({"conditions": {"tiny": condition}, "rows": [
         {"id": "tiny/right", "condition": "tiny", "expected": expected},
-        {"id": "tiny/wrong", "condition": "tiny", "expected": wrong}]}))
-    args = ["--matrix", str(path), "--work-dir", str(tmp_path / "work"), "--row", "tiny/right", "--row", "tiny/wrong"]
+        {"id": "tiny/wrong", "condition": "tiny", "expected": wrong},
+        {"id": "tiny/hnsw", "condition": "tiny", "index_type": "HNSW32"}]}))
+    args = ["--matrix", str(path), "--work-dir", str(tmp_path / "work"), "--row", "tiny/right"]
+    args_all = [*args, "--row", "tiny/wrong", "--row", "tiny/hnsw"]
 
-    planned = dry_run(capsys, *args)
-    assert main(args) == 1  # the wrong expectation fails
+    planned = dry_run(capsys, *args_all)
+    assert main(args_all) == 1  # the wrong expectation fails
     out = capsys.readouterr().out
     ran = [re.sub(r"^(\$|\[done\]) ", "", line) for line in out.splitlines() if line.startswith(("$ ", "[done] "))]
     assert ran == planned
-    index_lines = [line for line in out.splitlines() if "-m pyserini_llara.index" in line]
-    assert [line.split()[0] for line in index_lines] == ["$", "[done]"]  # the second row reuses the cached index
+
+    def first_words(module):
+        return [line.split()[0] for line in out.splitlines() if f"-m {module} " in line]
+
+    assert first_words("pyserini_llara.index") == ["$", "[done]", "$"]  # the HNSW row builds its own index
+    assert first_words("pyserini_llara.queries") == ["$", "[done]", "[done]"]  # every row reads the same queries
+    assert first_words("pyserini.search.faiss") == ["$", "$", "$"]
     table = {line.split()[0]: line for line in out.splitlines() if line.startswith("tiny/")}
     assert table["tiny/right"].endswith("pass") and table["tiny/wrong"].endswith("FAIL")
+    assert table["tiny/hnsw"].endswith("no expected value")
 
     records = [json.loads(line) for line in (tmp_path / "work" / "results.jsonl").read_text().splitlines()]
-    assert [(r["row"], r["status"]) for r in records] == [("tiny/right", "pass"), ("tiny/wrong", "fail")]
+    assert [(r["row"], r["status"]) for r in records] == [("tiny/right", "pass"), ("tiny/wrong", "fail"),
+                                                          ("tiny/hnsw", "measured")]
     assert records[0]["measured"] == pytest.approx(expected, abs=1e-4)
-    assert records[0]["commands"] == planned[:len(plan(load_matrix(path)["tiny/right"], tmp_path / "work"))]
+    right = plan(load_matrix(path)["tiny/right"], tmp_path / "work")
+    assert records[0]["commands"] == planned[:len(right)]
 
-    assert main(args[:-2]) == 0  # a rerun of the right row only scores again
+    search = right[-2].argv
+    assert search[search.index("--encoded-queries") + 1] == str(Path(right[-3].creates).parent)
+    assert "--encoder" not in search
+    index, topics, run = (search[search.index(flag) + 1] for flag in ("--index", "--topics", "--output"))
+    on_the_fly = tmp_path / "on-the-fly.trec"  # Pyserini encodes each query as it searches it
+    assert pyserini_cli("pyserini.search.faiss", "--index", index, "--topics", topics,
+                        "--encoder", f"llara:{tiny_llara}", "--output", on_the_fly, "--hits", "10") == 0
+    assert Path(run).read_bytes() == on_the_fly.read_bytes()
+
+    assert main(args) == 0  # a rerun of the right row only scores again
     assert sum(line.startswith("$ ") for line in capsys.readouterr().out.splitlines()) == 1
