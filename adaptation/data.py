@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 from xml.etree import ElementTree
 
+from pyserini_llara.corpus import check_encodable
+
 READY_KEYS = ("input", "output_summarize", "output_predict")
 TEXT_FIELDS = ("text", "contents")
 IRDS_PREFIX = "irds:"
@@ -127,6 +129,8 @@ def ready_example(name: str, record: dict) -> dict:
     if bad:
         raise DataError(f"{name}: ready-made example lacks string field(s) {', '.join(bad)} "
                         f"(has {', '.join(sorted(record)) or 'none'})")
+    for key in READY_KEYS:
+        check_encodable(record[key], f"field {key!r}", name, DataError)
     return {k: record[k] for k in READY_KEYS}
 
 
@@ -137,6 +141,7 @@ def _text_of(name: str, record: dict, text_field: str | None) -> str:
             value = record[key]
             if not isinstance(value, str):
                 raise DataError(f"{name}: field {key!r} is {type(value).__name__}, not text")
+            check_encodable(value, f"field {key!r}", name, DataError)
             return value
     raise DataError(f"{name}: no text field {' or '.join(repr(f) for f in fields)} "
                     f"(has {', '.join(sorted(record)) or 'none'}); pass --text_field")
@@ -396,16 +401,64 @@ class JsonlExamples:
 
 # ---------------------------------------------------------------- batches
 
+@dataclass(frozen=True)
+class ReleaseWindows:
+    """The release's ``pretrain/data.py``: ``cutoff_len`` caps the whole row, template included.
+
+    The text keeps ``cutoff_len`` minus the template's tokens (BOS, ``"``, both suffixes: 39 on
+    LLaMA-2); a target is tokenized as the release does, with the tokenizer's special tokens
+    (LLaMA-2: BOS), and cut at ``cutoff_len``. So an EBAE target, stop words removed first, can
+    reach beyond the visible text. Rows are padded to a multiple of 8, as the release's collator.
+    """
+
+    cutoff_len: int = 128
+    pad_to_multiple_of = 8
+
+    def text_budget(self, overhead: int) -> int:
+        budget = self.cutoff_len - overhead
+        if budget < 1:
+            raise ValueError(f"cutoff_len {self.cutoff_len} leaves no room for text: the template alone is "
+                             f"{overhead} tokens; raise --cutoff_len")
+        return budget
+
+    def target_ids(self, tokenizer, texts: Sequence[str]) -> list[list[int]]:
+        return tokenizer(list(texts), truncation=True, max_length=self.cutoff_len)["input_ids"]
+
+    def describe(self) -> str:
+        return f"release windows: rows of {self.cutoff_len} tokens, template included"
+
+
+@dataclass(frozen=True)
+class PaperWindows:
+    """The paper's wording: the model reads ``max_text_tokens`` of text (template on top) and a
+    target is the first ``max_text_tokens`` tokens of its text, tokenized alone."""
+
+    max_text_tokens: int = 256
+    pad_to_multiple_of = None
+
+    def text_budget(self, overhead: int) -> int:
+        if self.max_text_tokens < 1:
+            raise ValueError(f"max_text_tokens must be >= 1, got {self.max_text_tokens}")
+        return self.max_text_tokens
+
+    def target_ids(self, tokenizer, texts: Sequence[str]) -> list[list[int]]:
+        return [ids[:self.max_text_tokens] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def describe(self) -> str:
+        return f"paper windows: text cut at {self.max_text_tokens} tokens"
+
+
 class PretrainCollator:
     """Release-format examples -> a left-padded joint batch for ``adaptation.objective``.
 
-    Row = prefix + text (truncated to ``max_text_tokens``) + summarize suffix + predict suffix.
-    Bag-of-words targets are the distinct ids of the target text (stop words removed first
-    if asked, then cut to ``max_text_tokens`` tokens), without the tokenizer's special ids
-    (the release drops ids <= 2: unk, bos, eos for LLaMA).
+    Row = prefix + text (cut to the windows' text budget) + summarize suffix + predict suffix;
+    LM labels on the text tokens only. Bag-of-words targets are the distinct ids of the target
+    text (stop words removed first if asked, then tokenized and cut as ``windows`` says), without
+    the tokenizer's special ids (the release drops ids <= 2: unk, bos, eos for LLaMA).
     """
 
-    def __init__(self, tokenizer, max_text_tokens: int = 256, remove_stopwords: bool = True):
+    def __init__(self, tokenizer, windows: ReleaseWindows | PaperWindows = ReleaseWindows(),
+                 remove_stopwords: bool = True):
         from pyserini_llara.template import NUM_PLACEHOLDERS, Template
 
         self.tokenizer = tokenizer
@@ -415,7 +468,8 @@ class PretrainCollator:
         if (tuple(self.summarize_suffix[-NUM_PLACEHOLDERS:]) != self.template.summarize_ids
                 or tuple(self.predict_suffix[-NUM_PLACEHOLDERS:]) != self.template.predict_ids):
             raise ValueError("the LLaRA suffixes must end with their 8 placeholder tokens")
-        self.max_text_tokens = max_text_tokens
+        self.windows = windows
+        self.text_tokens = windows.text_budget(len(self.template.prefix_ids) + self.n_summarize + self.n_predict)
         self.remove_stopwords = remove_stopwords
         self.drop_ids = set(tokenizer.all_special_ids) | {tokenizer.pad_token_id}
 
@@ -432,10 +486,8 @@ class PretrainCollator:
 
         if self.remove_stopwords:
             texts = [remove_stopwords(t) for t in texts]
-        out = []
-        for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
-            out.append([i for i in dict.fromkeys(ids[:self.max_text_tokens]) if i not in self.drop_ids])
-        return out
+        return [[i for i in dict.fromkeys(ids) if i not in self.drop_ids]
+                for ids in self.windows.target_ids(self.tokenizer, texts)]
 
     def __call__(self, examples: Sequence[dict]) -> dict:
         import torch
@@ -443,9 +495,11 @@ class PretrainCollator:
         from .objective import IGNORE_INDEX, joint_position_ids
 
         texts = self.tokenizer([e["input"] for e in examples], add_special_tokens=False)["input_ids"]
-        texts = [ids[:self.max_text_tokens] for ids in texts]
+        texts = [ids[:self.text_tokens] for ids in texts]
         rows = [[*self.template.prefix_ids, *ids, *self.summarize_suffix, *self.predict_suffix] for ids in texts]
         length = max(map(len, rows))
+        if self.windows.pad_to_multiple_of:
+            length = -(-length // self.windows.pad_to_multiple_of) * self.windows.pad_to_multiple_of
         input_ids = torch.full((len(rows), length), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), length), dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)

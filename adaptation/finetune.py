@@ -6,9 +6,10 @@
 The training file is ``{"query", "pos", "neg"}`` JSONL (see ``adaptation.finetune_data``;
 ``python -m adaptation.mine`` writes it). The output directory is a merged model that
 ``--encoder llara:FINETUNED_DIR`` loads. Defaults are the release's: LoRA r 64 / alpha 16 /
-dropout 0.1 on all projections, lr 3e-4, groups of 16, temperature 0.02, query 64 and
-passage 160 tokens (template included). Rerunning the same command resumes an interrupted
-run from its last checkpoint.
+dropout 0.1 on all projections (LoRA only: the <s1>..<s16> rows stay frozen), lr 3e-4 with
+DeepSpeed's log warmup and linear decay, 1 query per device, groups of 16, temperature 0.02,
+query 64 and passage 160 tokens (template included). Rerunning the same command resumes an
+interrupted run from its last checkpoint.
 
 Examples:
   python -m adaptation.mine --dataset beir/scifact/train --output scifact-train.jsonl
@@ -16,7 +17,7 @@ Examples:
       --output_dir runs/llara-scifact --per_device_train_batch_size 8
   accelerate launch --config_file examples/accelerate/deepspeed_zero1.yaml -m adaptation.finetune \
       --model_name_or_path runs/llara --train_data msmarco-train.jsonl --output_dir runs/llara-msmarco \
-      --per_device_train_batch_size 16 --gradient_checkpointing
+      --temperature 0.01 --gradient_checkpointing   # 1 query per GPU, as the release
   python -m adaptation.finetune args.json          # all arguments from a JSON file
 """
 
@@ -30,11 +31,10 @@ from typing import Sequence
 
 import torch
 
-from pyserini_llara.corpus import CorpusError
-from pyserini_llara.template import MissingLlaraTokensError
+from pyserini_llara.cli import add_debug_flag, one_line_errors
 
 from .contrastive import contrastive_loss
-from .finetune_data import ContrastiveCollator, ContrastiveDataset, TrainDataError, read_examples
+from .finetune_data import ContrastiveCollator, ContrastiveDataset, read_examples
 from .training import NonFiniteLossError, TrainingArguments, process_state, train
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ class FinetuneTrainingArguments(TrainingArguments):
     learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate of AdamW (release fine-tuning: 3e-4)."})
     use_lora: bool = field(default=True, metadata={
         "help": "Train LoRA adapters (the release's fine-tuning); --use_lora False trains all weights."})
+    lora_train_llara_tokens: bool = field(default=False, metadata={
+        "help": "With LoRA, also train the input-embedding rows of <s1>..<s16>. Off: the release's fine-tuning "
+                "trains LoRA only and keeps the rows as adaptation left them."})
 
 
 def _forward(model, input_ids, attention_mask, position_ids):
@@ -151,7 +154,7 @@ def prepare(args: FinetuneArguments, training: FinetuneTrainingArguments):
 def finetune(args: FinetuneArguments, training: FinetuneTrainingArguments) -> Path:
     """Fine-tune and export; returns the output directory (a model ``--encoder llara:DIR`` loads)."""
     model, tokenizer, dataset, collator, objective, card = prepare(args, training)
-    return train(model, tokenizer, dataset, collator, objective, training, card=card)
+    return train(model, tokenizer, dataset, collator, objective, training, card=card, stage_arguments=asdict(args))
 
 
 def parser():
@@ -166,18 +169,19 @@ def parser():
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args_parser = parser()
+    add_debug_flag(args_parser)
+    debug = False
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
             args, training = args_parser.parse_json_file(argv[0])
         else:
-            args, training = args_parser.parse_args_into_dataclasses(args=argv)
+            args, training, extra = args_parser.parse_args_into_dataclasses(args=argv)
+            debug = extra.debug
     except ValueError as error:
         args_parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with one_line_errors(debug, (ValueError, OSError, NonFiniteLossError)):
         output = finetune(args, training)
-    except (TrainDataError, CorpusError, MissingLlaraTokensError, NonFiniteLossError, OSError) as error:
-        raise SystemExit(f"error: {error}") from None
     print(output)
 
 

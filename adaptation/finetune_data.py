@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 from torch.utils.data import Dataset
 
+from pyserini_llara.corpus import check_encodable, text_lines
 from pyserini_llara.template import Template, join_title, left_pad
 
 
@@ -74,6 +75,10 @@ def parse_example(record, where: str, *, require_negatives: bool = True,
         raise TrainDataError(f"{where}: query {query!r} has no negative passage (`neg` is missing or empty); "
                              "mine some with `python -m adaptation.mine`, or train with group size 1 "
                              "(in-batch negatives only)")
+    check_encodable(query, "the query", where, TrainDataError)
+    for field, texts in lists.items():
+        for i, text in enumerate(texts):
+            check_encodable(text, f"passage {field}[{i}]", where, TrainDataError)
     return TrainExample(query, lists["pos"], lists["neg"])
 
 
@@ -84,16 +89,15 @@ def read_examples(path: str | os.PathLike, *, require_negatives: bool = True,
     if not path.is_file():
         raise TrainDataError(f"training file {path} does not exist")
     examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TrainDataError(f"{where}: malformed JSON ({error.msg} at column {error.colno})") from None
-            examples.append(parse_example(record, where, require_negatives=require_negatives, corpus=corpus))
+    for number, line in text_lines(path, TrainDataError):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise TrainDataError(f"{where}: malformed JSON ({error.msg} at column {error.colno})") from None
+        examples.append(parse_example(record, where, require_negatives=require_negatives, corpus=corpus))
     if not examples:
         raise TrainDataError(f"training file {path} holds no examples")
     return examples
@@ -162,8 +166,15 @@ class ContrastiveCollator:
 
     def __post_init__(self):
         self.template = Template.from_tokenizer(self.tokenizer)
-        self.query_budget = self.template.text_budget("query", self.query_max_len)
-        self.passage_budget = self.template.text_budget("passage", self.passage_max_len)
+        self.query_budget = self._budget("query", self.query_max_len)
+        self.passage_budget = self._budget("passage", self.passage_max_len)
+
+    def _budget(self, kind, max_len: int) -> int:
+        try:
+            return self.template.text_budget(kind, max_len)
+        except ValueError as error:
+            raise ValueError(f"--{kind}_max_len {max_len}: {error}; give at least "
+                             f"{self.template.overhead(kind) + 1}") from None
 
     def _batch(self, texts: list[str], kind, budget: int, prefix: str) -> dict:
         ids = self.template.encode(self.tokenizer, texts, kind, budget)

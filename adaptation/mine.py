@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import subprocess
@@ -29,7 +30,8 @@ from typing import Collection, Iterable, Literal, Mapping, Sequence
 
 from tqdm import tqdm
 
-from pyserini_llara.corpus import CorpusError
+from pyserini_llara.cli import add_debug_flag, one_line_errors
+from pyserini_llara.corpus import text_lines
 
 logger = logging.getLogger(__name__)
 
@@ -108,24 +110,25 @@ def read_queries(path: str | os.PathLike) -> dict[str, str]:
     if not path.is_file():
         raise MiningError(f"queries file {path} does not exist")
     queries = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            if path.suffix == ".jsonl":
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise MiningError(f"{where}: malformed JSON ({error.msg})") from None
+    for number, line in text_lines(path, MiningError):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        qid = text = None
+        if path.suffix == ".jsonl":
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise MiningError(f"{where}: malformed JSON ({error.msg})") from None
+            if isinstance(record, dict):
                 qid = next((record[k] for k in ("id", "_id", "qid") if k in record), None)
                 text = record.get("text", record.get("query"))
-            else:
-                qid, _, text = line.rstrip("\n").partition("\t")
-            if qid is None or not isinstance(text, str) or not text.strip():
-                raise MiningError(f"{where}: expected a query id and a non-empty text "
-                                  "(TSV: qid<TAB>text; JSONL: id + text)")
-            queries[str(qid)] = text
+        else:
+            qid, _, text = line.rstrip("\r\n").partition("\t")
+        if qid is None or not isinstance(text, str) or not text.strip():
+            raise MiningError(f"{where}: expected a query id and a non-empty text "
+                              "(TSV: qid<TAB>text; JSONL: id + text)")
+        queries[str(qid)] = text
     return queries
 
 
@@ -135,15 +138,14 @@ def read_qrels(path: str | os.PathLike) -> list[tuple[str, str, int, str]]:
     if not path.is_file():
         raise MiningError(f"qrels file {path} does not exist")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            where = f"{path}, line {number}"
-            if len(parts) != 4 or not parts[3].lstrip("-").isdigit():
-                raise MiningError(f"{where}: expected TREC qrels `qid iteration docid grade`, got {line.strip()!r}")
-            rows.append((parts[0], parts[2], int(parts[3]), where))
+    for number, line in text_lines(path, MiningError):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f"{path}, line {number}"
+        if len(parts) != 4 or not parts[3].lstrip("-").isdigit():
+            raise MiningError(f"{where}: expected TREC qrels `qid iteration docid grade`, got {line.strip()!r}")
+        rows.append((parts[0], parts[2], int(parts[3]), where))
     return rows
 
 
@@ -184,14 +186,22 @@ def judged_positives(queries: Mapping[str, str], qrels: Iterable[tuple[str, str,
 def read_run(path: str | os.PathLike, depth: int) -> dict[str, list[str]]:
     """TREC run -> qid -> docids by rank (score order), cut at ``depth``."""
     hits: dict[str, list[tuple[float, str]]] = defaultdict(list)
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 5:
-                raise MiningError(f"{path}, line {number}: expected a TREC run line `qid Q0 docid rank score tag`")
-            hits[parts[0]].append((-float(parts[4]), parts[2]))
+    if not Path(path).is_file():
+        raise MiningError(f"run file {path} does not exist")
+    for number, line in text_lines(path, MiningError):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 5:
+            raise MiningError(f"{path}, line {number}: expected a TREC run line `qid Q0 docid rank score tag`")
+        try:
+            score = float(parts[4])
+        except ValueError:
+            score = math.nan
+        if not math.isfinite(score):
+            raise MiningError(f"{path}, line {number}: the score {parts[4]!r} (5th column) is not a finite number; "
+                              "expected a TREC run line `qid Q0 docid rank score tag`")
+        hits[parts[0]].append((-score, parts[2]))
     return {qid: [d for _, d in sorted(rows)[:depth]] for qid, rows in hits.items()}
 
 
@@ -299,15 +309,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = HfArgumentParser(MineArguments, prog="python -m adaptation.mine", description=__doc__,
                               formatter_class=HelpFormatter)
+    add_debug_flag(parser)
     try:
-        (args,) = parser.parse_args_into_dataclasses(args=argv)
+        args, extra = parser.parse_args_into_dataclasses(args=argv)
     except (MiningError, ValueError) as error:
         parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    from pyserini_llara.index import IndexBuildError
+
+    with one_line_errors(extra.debug, (ValueError, OSError, IndexBuildError)):
         output = mine(args)
-    except (MiningError, CorpusError, OSError) as error:
-        raise SystemExit(f"error: {error}") from None
     print(output)
 
 

@@ -113,17 +113,18 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 def main(argv: list[str] | None = None) -> None:
     from transformers import HfArgumentParser
 
+    from pyserini_llara.cli import add_debug_flag, one_line_errors
+
     parser = HfArgumentParser(PrepareArguments, prog="python -m adaptation.prepare", description=__doc__,
                               formatter_class=HelpFormatter)
+    add_debug_flag(parser)
     try:
-        (args,) = parser.parse_args_into_dataclasses(args=argv)
+        args, extra = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with one_line_errors(extra.debug):
         stats = prepare(args)
-    except DataError as error:
-        raise SystemExit(f"error: {error}") from None
     print(stats.report(), file=sys.stderr)
 
 

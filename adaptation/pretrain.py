@@ -12,7 +12,7 @@ Examples:
       --train_data enwiki-pages-articles.xml.bz2 --output_dir runs/smollm2-llara --max_steps 1000
   accelerate launch --config_file examples/accelerate/deepspeed_zero1.yaml -m adaptation.pretrain \\
       --model_name_or_path meta-llama/Llama-2-7b-hf --train_data pretrain.jsonl --output_dir runs/llara \\
-      --gradient_checkpointing --per_device_train_batch_size 8
+      --gradient_checkpointing   # rows of 128 tokens, 1 example per GPU: the release
   python -m adaptation.pretrain args.json          # all arguments from a JSON file
 """
 
@@ -23,10 +23,13 @@ import logging
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from pyserini_llara.cli import add_debug_flag, one_line_errors
 from pyserini_llara.modeling import ModelLoadError
 
-from .data import READY_KEYS, DataError, JsonlExamples, PretrainCollator, expand_sources
+from .data import (READY_KEYS, DataError, JsonlExamples, PaperWindows, PretrainCollator, ReleaseWindows,
+                   expand_sources)
 from .objective import LossWeights, PretrainObjective
 from .prepare import ChunkArguments, HelpFormatter, PrepareArguments, prepare
 from .training import NonFiniteLossError, TrainingArguments, process_state, train
@@ -46,6 +49,10 @@ class ModelArguments:
                 "bf16; --mixed_precision gives the speed), or float32, bfloat16, float16."})
     attn_implementation: str = field(default="sdpa", metadata={
         "help": "sdpa or eager. Flash attention cannot take the EBAR mask (a 4-D float mask)."})
+    new_token_init: Literal["random", "mean"] = field(default="random", metadata={
+        "help": "Rows of <s1>..<s16> added to a base model that lacks them: random (transformers' default init, "
+                "drawn from --seed: the release's resize_token_embeddings) or mean (every row the mean embedding, "
+                "as zero-shot encoding uses)."})
 
     def __post_init__(self):
         if self.attn_implementation not in ("sdpa", "eager"):
@@ -60,15 +67,35 @@ class DataArguments(ChunkArguments):
         "help": "Training text: a release-format JSONL (input/output_summarize/output_predict), or raw sources "
                 "as for adaptation.prepare (text, JSONL, Wikipedia .xml.bz2, directories, irds:ID), chunked "
                 "into OUTPUT_DIR/data/train.jsonl first."})
-    max_text_tokens: int = field(default=256, metadata={
-        "help": "Text tokens per example after truncation (the template's tokens come on top)."})
+    windows: Literal["release", "paper"] = field(default="release", metadata={
+        "help": "How much of an example the model reads and predicts. release: the release's pretrain/data.py, "
+                "--cutoff_len caps the whole row (template included) and each target is tokenized with BOS and cut "
+                "at --cutoff_len; paper: --max_text_tokens of text (template on top), targets cut at as many tokens."})
+    cutoff_len: int | None = field(default=None, metadata={
+        "help": "release windows: tokens per row, template included (LLaMA-2's template takes 39 of them); also "
+                "the cut of each target. Unset (None): 128, as the release's README runs."})
+    max_text_tokens: int | None = field(default=None, metadata={
+        "help": "paper windows: text tokens per example (the template comes on top), also the cut of each "
+                "target. Unset (None): 256."})
     remove_stopwords: bool = field(default=True, metadata={
-        "help": "Drop English stop words and ! , . ? from the bag-of-words targets (release: on)."})
+        "help": "Drop English stop words (and all punctuation) from the bag-of-words targets, as the release's "
+                "README runs it (--remove_stop_words True)."})
 
     def __post_init__(self):
         super().__post_init__()
         if not self.train_data:
             raise ValueError("missing --train_data")
+        other = {"release": ("max_text_tokens", "cutoff_len"), "paper": ("cutoff_len", "max_text_tokens")}
+        if self.windows not in other:
+            raise ValueError(f"--windows must be release or paper, got {self.windows!r}")
+        wrong, right = other[self.windows]
+        if getattr(self, wrong) is not None:
+            raise ValueError(f"--{wrong} applies to the other windows; --windows {self.windows} takes --{right}")
+
+    def window_config(self) -> ReleaseWindows | PaperWindows:
+        if self.windows == "release":
+            return ReleaseWindows(self.cutoff_len) if self.cutoff_len is not None else ReleaseWindows()
+        return PaperWindows(self.max_text_tokens) if self.max_text_tokens is not None else PaperWindows()
 
 
 @dataclass
@@ -97,16 +124,21 @@ def check_lm_head(name_or_path: str) -> None:
 
 
 def is_ready_made(path: str) -> bool:
-    """A single JSONL whose first record has the release's three fields is used without re-chunking."""
+    """A single JSONL whose first record has the release's three fields is used without re-chunking.
+
+    Anything else (also a file that is not UTF-8 or not JSON objects) is read as raw text,
+    whose reader names the bad line.
+    """
     if not path.endswith(".jsonl") or not Path(path).is_file():
         return False
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    return all(k in json.loads(line) for k in READY_KEYS)
-                except json.JSONDecodeError:
-                    return False
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    return isinstance(record, dict) and all(k in record for k in READY_KEYS)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
     return False
 
 
@@ -137,11 +169,12 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, objective_arg
     check_lm_head(model_args.model_name_or_path)
     dtype = resolve_training_dtype(model_args.dtype, process_state().device)
     model, tokenizer = load_model(model_args.model_name_or_path, dtype=dtype, add_tokens=True,
-                                  causal_lm=True, attn_implementation=model_args.attn_implementation)
+                                  causal_lm=True, attn_implementation=model_args.attn_implementation,
+                                  new_token_init=model_args.new_token_init, seed=training_args.seed)
     if model.get_output_embeddings() is None:
         raise ModelLoadError(f"{model_args.model_name_or_path} loaded without an LM head; EBAE/EBAR needs a causal LM")
     dataset = training_examples(data_args, tokenizer, training_args.output_dir, model_args.model_name_or_path)
-    collator = PretrainCollator(tokenizer, data_args.max_text_tokens, data_args.remove_stopwords)
+    collator = PretrainCollator(tokenizer, data_args.window_config(), data_args.remove_stopwords)
     prepared = dataset.path.parent == Path(training_args.output_dir) / "data"
     chunking = f", chunks of {data_args.chunk_tokens} tokens" if prepared else ""
     objective = PretrainObjective(collator.n_summarize, collator.n_predict, objective_args.weights())
@@ -150,12 +183,13 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, objective_arg
         "summary": "Unsupervised LLaRA adaptation (arXiv 2312.15503): the embeddings of <s1>..<s8> (passages) and "
                    "<s9>..<s16> (queries) learn to predict the words of the text and of its continuation.",
         "base model": model_args.model_name_or_path,
-        "data": f"{', '.join(data_args.train_data)} ({len(dataset)} examples{chunking}, text cut at "
-                f"{data_args.max_text_tokens} tokens)",
+        "data": f"{', '.join(data_args.train_data)} ({len(dataset)} examples{chunking}, "
+                f"{data_args.window_config().describe()})",
         "objective": f"LM x {objective_args.lm_weight} + EBAE x {objective_args.ebae_weight} + EBAR x "
                      f"{objective_args.ebar_weight}, stop words {'removed' if data_args.remove_stopwords else 'kept'}",
     }
-    return train(model, tokenizer, dataset, collator, objective, training_args, card=card)
+    return train(model, tokenizer, dataset, collator, objective, training_args, card=card,
+                 stage_arguments={**asdict(model_args), **asdict(data_args), **asdict(objective_args)})
 
 
 def parser():
@@ -168,18 +202,19 @@ def parser():
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args_parser = parser()
+    add_debug_flag(args_parser)
+    debug = False
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
             arguments = args_parser.parse_json_file(argv[0])
         else:
-            arguments = args_parser.parse_args_into_dataclasses(args=argv)
+            *arguments, extra = args_parser.parse_args_into_dataclasses(args=argv)
+            debug = extra.debug
     except ValueError as error:
         args_parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with one_line_errors(debug, (ValueError, OSError, NonFiniteLossError)):
         output = pretrain(*arguments)
-    except (DataError, NonFiniteLossError, OSError) as error:
-        raise SystemExit(f"error: {error}") from None
     print(output)
 
 

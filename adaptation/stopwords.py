@@ -1,8 +1,12 @@
-"""English stop words for the bag-of-words targets, shipped as a constant so nothing is downloaded.
+"""English stop-word removal for the bag-of-words targets, as the release does it, with no download.
 
-The release removes NLTK's English list plus ``! , . ?`` from the EBAE/EBAR targets: those
-words carry no information about a passage, and predicting them would dominate the
-bag-of-words loss. This is the same 179-word list.
+The release (``pretrain/data.py``) replaces every run of non-word characters (``[\\W_]+``:
+punctuation, symbols, apostrophes, underscores, whitespace) with a space, then drops the words
+that are in NLTK's English stop-word list, case-insensitively: such words carry no information
+about a passage, and predicting them would dominate the bag-of-words loss. ``STOPWORDS`` is that
+179-word list. The release also appends ``! , . ?`` to it, and its list holds forms such as
+``isn't``; neither can match once non-word characters are gone (``isn't`` becomes ``isn`` and
+``t``, both in the list).
 """
 
 from __future__ import annotations
@@ -21,11 +25,9 @@ haven haven't isn isn't ma mightn mightn't mustn mustn't needn needn't shan shan
 weren weren't won won't wouldn wouldn't
 """.split())
 
-PUNCTUATION: frozenset[str] = frozenset({"!", ",", ".", "?"})
-
-_WORD = re.compile(r"[\w']+|[^\w\s]")
+_NON_WORD = re.compile(r"[\W_]+")
 
 
 def remove_stopwords(text: str) -> str:
-    """Drop stop words (case-insensitive) and ``! , . ?``; the remaining words keep their order."""
-    return " ".join(w for w in _WORD.findall(text) if w.lower() not in STOPWORDS and w not in PUNCTUATION)
+    """Non-word characters become spaces, stop words go (case-insensitive); the other words keep their order."""
+    return " ".join(w for w in _NON_WORD.sub(" ", text).split() if w.lower() not in STOPWORDS)

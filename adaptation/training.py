@@ -6,10 +6,14 @@ precision, DDP / DeepSpeed / FSDP through ``accelerate launch``), seeded shuffli
 checkpoints that resume exactly, a NaN guard, progress and metrics, and the export that
 ``--encoder llara:DIR`` loads.
 
-Exact resume: a checkpoint holds model, optimizer, scheduler and RNG states
-(``accelerator.save_state``) plus the data position; batch order is a function of
-``seed`` and epoch only, and a resumed run skips the batches already consumed, so an
-interrupted and resumed run takes the same steps as an uninterrupted one.
+Exact resume: a checkpoint holds model, optimizer and RNG states (``accelerator.save_state``:
+safetensors, and torch files that are only ever loaded with ``weights_only=True``) plus, in
+``trainer_state.json``, the data position, the scheduler's step count (the schedule is a
+function of the arguments and that count, so no pickled scheduler is needed) and the
+arguments that define the run. Batch order is a function of ``seed`` and epoch only, and a
+resumed run skips the batches already consumed, so an interrupted and resumed run takes the
+same steps as an uninterrupted one. A resume with other defining arguments is refused
+unless ``allow_changed_arguments``.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -33,6 +39,11 @@ CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
+SET_ASIDE = ".nonfinite"  # suffix of checkpoints whose weights gave a non-finite loss
+# Arguments that change how a run is run or saved, not what it computes: free to change on resume.
+OPERATIONAL = ("output_dir", "save_steps", "save_total_limit", "logging_steps", "overwrite_output_dir",
+               "save_adapter_only", "dataloader_num_workers", "gradient_checkpointing", "allow_changed_arguments")
+RELEASE_SCHEDULE = "log_warmup_linear_decay"
 
 
 def _help(text: str, **kwargs):
@@ -56,8 +67,10 @@ class TrainingArguments:
     gradient_accumulation_steps: int = _help("Forward passes per optimizer step (effective batch = "
                                              "per-device batch x accumulation x devices).", default=1)
     warmup_ratio: float = _help("Fraction of the steps spent warming the learning rate up from 0.", default=0.1)
-    lr_scheduler_type: str = _help("Decay after warmup: linear, cosine, constant_with_warmup, ... "
-                                   "(transformers.get_scheduler names).", default="linear")
+    lr_scheduler_type: str = _help(f"{RELEASE_SCHEDULE}: the release's (DeepSpeed's WarmupDecayLR as its stage1.json "
+                                   "runs it: log warmup, then linear decay to 0); or a transformers.get_scheduler "
+                                   "name: linear (linear warmup and decay), cosine, constant_with_warmup, ...",
+                                   default=RELEASE_SCHEDULE)
     weight_decay: float = _help("AdamW weight decay on matrices (not on norms and biases).", default=0.0)
     max_grad_norm: float = _help("Clip the gradient norm to this; 0 disables clipping.", default=1.0)
     mixed_precision: str = _help("auto | no | bf16 | fp16: the compute precision of autocast. auto = bf16 where "
@@ -79,12 +92,17 @@ class TrainingArguments:
     lora_target_modules: str = _help("Comma-separated module names that get adapters.",
                                      default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
     lora_train_llara_tokens: bool = _help("With LoRA, also train the input-embedding rows of <s1>..<s16> "
-                                          "(peft trainable tokens): tokens added to a base model start as the "
-                                          "mean embedding and must learn their role.", default=True)
+                                          "(peft trainable tokens): rows added to a base model must learn their "
+                                          "role. The release's LoRA pretraining leaves them frozen at their "
+                                          "initialisation (False).", default=True)
     save_adapter_only: bool = _help("With LoRA, export the adapter (and tokenizer) instead of merged weights.",
                                     default=False)
     dataloader_num_workers: int = _help("Worker processes that collate batches (0: in the training process).",
                                         default=0)
+    allow_changed_arguments: bool = _help(
+        "Resume even though arguments that define the run (learning rate, schedule, batch size, seed, model, data, "
+        "loss, ...) differ from the checkpoint's: training continues from its weights, optimizer state and step "
+        "with the new values (the data position is carried over in examples).", default=False)
 
     def __post_init__(self):
         check_mixed_precision(self.mixed_precision)
@@ -99,6 +117,10 @@ class TrainingArguments:
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the run stopped before updating the model with it."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint this run may not resume from; the message says which and what to do."""
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -159,11 +181,114 @@ def apply_lora(model, tokenizer, args: TrainingArguments):
                          f"{args.lora_target_modules!r}: {error}") from error
 
 
-def last_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint (one holding its trainer state), or None."""
+def log_warmup_linear_decay(optimizer, warmup_steps: int, total_steps: int):
+    """DeepSpeed's ``WarmupDecayLR`` (``warmup_type`` log, min lr 0) as the release runs it under the HF Trainer.
+
+    With W = max(2, warmup_steps), DeepSpeed's iteration i gives lr x log(i + 1) / log(W) while
+    i < W, then lr x (total - i) / (total - W). Its first optimizer step runs before the first
+    ``step()`` call, at the min lr, so optimizer step k uses iteration k - 2; here LambdaLR's
+    counter s (k - 1 at step k) maps to i = s - 1.
+    """
+    warmup = max(2, warmup_steps)
+
+    def factor(step: int) -> float:
+        i = step - 1
+        if i < 0:
+            return 0.0
+        if i < warmup:
+            return math.log(i + 1) / math.log(warmup)
+        return max(0.0, (total_steps - i) / max(1.0, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_scheduler(name: str, optimizer, warmup_steps: int, total_steps: int):
+    from transformers import get_scheduler
+
+    if name == RELEASE_SCHEDULE:
+        return log_warmup_linear_decay(optimizer, warmup_steps, total_steps)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+
+
+def _checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (each holding its trainer state), oldest first."""
     root = Path(output_dir) / CHECKPOINTS
     done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file() and p.name[5:].isdigit()]
-    return max(done, key=lambda p: int(p.name[5:]), default=None)
+    return sorted(done, key=lambda p: int(p.name[5:]))
+
+
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint, or None."""
+    return next(iter(reversed(_checkpoints(output_dir))), None)
+
+
+def _resolved(value):
+    """Paths as the files they name, so that ``DIR/`` and ``DIR`` are the same argument."""
+    if isinstance(value, str) and value and os.path.exists(value):
+        return os.path.realpath(value)
+    if isinstance(value, list):
+        return [_resolved(item) for item in value]
+    return value
+
+
+def run_definition(args: TrainingArguments, processes: int, stage: dict | None = None) -> dict:
+    """What a resume must find unchanged: every argument that changes what the run computes.
+
+    ``stage`` holds the stage's own arguments (model, data, objective); its
+    ``model_name_or_path`` is compared by ``model_fingerprint``, whatever its spelling.
+    """
+    from pyserini_llara.modeling import model_fingerprint
+
+    defining = {key: value for key, value in asdict(args).items() if key not in OPERATIONAL}
+    stage = {key: _resolved(value) for key, value in (stage or {}).items()}
+    if "model_name_or_path" in stage:
+        stage["model_fingerprint"] = model_fingerprint(stage.pop("model_name_or_path"))
+    return json.loads(json.dumps({**defining, **stage, "processes": processes}, default=str))
+
+
+def _unsafe_files(checkpoint: Path, process_index: int) -> list[str]:
+    """Files of a checkpoint that would be unpickled with code execution allowed, or that cannot be read safely.
+
+    accelerate loads registered objects (``custom_checkpoint_*.pkl``) with ``weights_only=False``; this
+    loop registers none, so such a file was not written by it. The RNG state is read the way
+    accelerate reads it (``weights_only=True``), which otherwise skips an unreadable one silently.
+    """
+    from accelerate.utils import load
+
+    unsafe = sorted(p.name for p in checkpoint.glob("custom_checkpoint_*.pkl"))
+    rng = checkpoint / f"random_states_{process_index}.pkl"
+    if rng.is_file():
+        try:
+            load(rng)
+        except Exception:  # any failure means it is not the plain RNG state this loop saved
+            unsafe.append(rng.name)
+    return unsafe
+
+
+def _changes(saved: dict, now: dict) -> list[str]:
+    return [f"{key}: {saved.get(key)!r} in the checkpoint, {now.get(key)!r} now"
+            for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
+
+
+def _all_finite(model, accelerator) -> bool:
+    bad = torch.tensor(float(any(not bool(torch.isfinite(p.detach()).all()) for p in model.parameters())),
+                       device=accelerator.device)
+    return accelerator.reduce(bad, reduction="sum").item() == 0
+
+
+def _set_aside_bad_checkpoints(output_dir: Path, failed_step: int) -> None:
+    """Rename the checkpoints a rerun must not resume from.
+
+    The loss of step N+1 is computed from the weights of step N, so the checkpoint of the
+    step before a non-finite loss, and any later one, holds weights that give it; so does
+    one whose weights were not all finite when saved.
+    """
+    for checkpoint in _checkpoints(output_dir):
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        if int(checkpoint.name[5:]) >= failed_step - 1 or not state.get("finite_weights", False):
+            target = checkpoint.with_name(checkpoint.name + SET_ASIDE)
+            shutil.rmtree(target, ignore_errors=True)
+            checkpoint.rename(target)
 
 
 def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path | None:
@@ -240,7 +365,7 @@ class _Metrics:
 
 
 def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callable, args: TrainingArguments,
-          card: dict | None = None) -> Path:
+          card: dict | None = None, stage_arguments: dict | None = None) -> Path:
     """Train ``model`` on ``dataset`` and export it to ``args.output_dir``; returns that directory.
 
     ``dataset``: map-style torch Dataset; ``collate_fn(list_of_items) -> batch``;
@@ -248,13 +373,14 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
     every part is logged). A batch may carry ``num_tokens`` (non-pad tokens) for tokens/s,
     otherwise 2-D ``*attention_mask`` tensors are counted. With ``use_lora`` the given module
     gets adapters (a causal LM or a transformer body alike). An unfinished run in
-    ``output_dir`` resumes from its last checkpoint unless ``overwrite_output_dir``.
+    ``output_dir`` resumes from its last checkpoint unless ``overwrite_output_dir``;
+    ``stage_arguments`` (the stage's model, data and objective arguments) and ``args``
+    must then be those the run started with, unless ``args.allow_changed_arguments``.
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import get_scheduler
 
     from .export import export_model
 
@@ -279,6 +405,25 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
             (output_dir / name).unlink(missing_ok=True)
     accelerator.wait_for_everyone()
     resume_from = last_checkpoint(output_dir)
+    definition = run_definition(args, accelerator.num_processes, stage_arguments)
+    saved = json.loads((resume_from / STATE_FILE).read_text()) if resume_from is not None else None
+    if saved is not None:
+        if "definition" not in saved or "scheduler_steps" not in saved:
+            raise CheckpointError(f"{resume_from} was written by an older version of this program and cannot be "
+                                  "resumed; start over with --overwrite_output_dir")
+        unsafe = _unsafe_files(resume_from, accelerator.process_index)
+        if unsafe:
+            raise CheckpointError(f"refusing to resume from {resume_from}: {', '.join(unsafe)} is not a file this "
+                                  "program writes there, and unpickling it could run code; delete that checkpoint "
+                                  "to resume from an earlier one, or start over with --overwrite_output_dir")
+        changed = _changes(saved["definition"], definition)
+        if changed and not args.allow_changed_arguments:
+            raise CheckpointError(f"cannot resume {output_dir} from {resume_from.name}: the run was started with "
+                                  f"other arguments ({'; '.join(changed)}); rerun with the checkpoint's values, add "
+                                  "--allow_changed_arguments to continue with the new ones, or start over with "
+                                  "--overwrite_output_dir")
+        if changed and main:
+            logger.warning("resuming with changed arguments: %s", "; ".join(changed))
 
     set_seed(args.seed)
     if args.gradient_checkpointing:
@@ -303,14 +448,27 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
     # Stepped by hand once per optimizer step (accelerate's wrapper would step it once per process).
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=math.ceil(args.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
-    accelerator.register_for_checkpointing(scheduler)
+    scheduler = make_scheduler(args.lr_scheduler_type, optimizer, math.ceil(args.warmup_ratio * total_steps),
+                               total_steps)
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "tokens": 0, "elapsed_s": 0.0}
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        state.update(json.loads((resume_from / STATE_FILE).read_text())["position"])
+    if saved is not None:
+        try:
+            accelerator.load_state(str(resume_from))
+        except Exception as error:  # a damaged or foreign file: say which checkpoint, on one line
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"cannot load {resume_from} ({reason}); delete it to resume from an earlier "
+                                  "checkpoint, or start over with --overwrite_output_dir") from error
+        state.update(saved["position"])
+        # The schedule is a function of the arguments and its step count: replaying the steps restores it
+        # (with changed arguments allowed, it becomes the new schedule at that step).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "scheduler stepped before the optimizer"
+            for _ in range(saved["scheduler_steps"]):
+                scheduler.step()
+        before = saved["definition"]
+        consumed = state["batch_in_epoch"] * before["per_device_train_batch_size"] * before["processes"]
+        state["batch_in_epoch"] = consumed // (args.per_device_train_batch_size * accelerator.num_processes)
         if main:
             logger.warning("resuming %s from %s (step %d of %d)", output_dir, resume_from, state["step"], total_steps)
     metrics_path = output_dir / METRICS_FILE
@@ -322,16 +480,18 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
                     if line.strip() and json.loads(line)["step"] <= state["step"]]
         metrics_path.write_text("".join(line + "\n" for line in kept))
 
-    def save_checkpoint() -> Path:
+    def save_checkpoint() -> None:
         final = output_dir / CHECKPOINTS / f"step-{state['step']}"
         staging = final.with_name(final.name + ".tmp")
         if main:
             shutil.rmtree(staging, ignore_errors=True)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(staging))
+        finite = _all_finite(model, accelerator)
         if main:
-            (staging / STATE_FILE).write_text(json.dumps({"position": state, "total_steps": total_steps,
-                                                          "args": asdict(args)}, indent=2))
+            (staging / STATE_FILE).write_text(json.dumps({
+                "position": state, "total_steps": total_steps, "scheduler_steps": scheduler.last_epoch,
+                "finite_weights": finite, "definition": definition, "args": asdict(args)}, indent=2))
             shutil.rmtree(final, ignore_errors=True)
             staging.rename(final)  # a run killed while saving keeps the previous complete checkpoint
             older = sorted((p for p in final.parent.glob("step-*") if p.name[5:].isdigit() and p != final),
@@ -341,12 +501,10 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
                     shutil.rmtree(stale)
             plot_metrics(metrics_path, output_dir / PLOT_FILE)
         accelerator.wait_for_everyone()
-        return final
 
     progress = tqdm(total=total_steps, initial=state["step"], disable=not main, desc="training", unit="step")
     window = _Metrics()
     last_logged: dict = {}
-    last_saved = resume_from
     run_started = time.perf_counter() - state["elapsed_s"]
     while state["step"] < total_steps:
         batches = accelerator.skip_first_batches(loader, state["batch_in_epoch"]) if state["batch_in_epoch"] else loader
@@ -362,11 +520,19 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
                 if accelerator.reduce(bad, reduction="sum").item() > 0:
                     values = ", ".join(f"{k} {v.detach().float().item():.4g}" for k, v in parts.items()
                                        if torch.is_tensor(v) and v.numel() == 1)
+                    if main:
+                        _set_aside_bad_checkpoints(output_dir, state["step"] + 1)
+                    accelerator.wait_for_everyone()
+                    good = last_checkpoint(output_dir)
                     raise NonFiniteLossError(
                         f"non-finite loss at step {state['step'] + 1} (epoch {state['epoch']}, batch "
-                        f"{state['batch_in_epoch']}): {values}. The model was not updated with it; the last good "
-                        f"checkpoint is {last_saved or 'none (no checkpoint was written yet)'}. Lower the learning "
-                        "rate, prefer bf16 over fp16, or check the data, then rerun to resume from that checkpoint.")
+                        f"{state['batch_in_epoch']}): {values}. The model was not updated with it. Checkpoints "
+                        f"whose weights give it (step {state['step']} on) were renamed *{SET_ASIDE}; "
+                        + (f"a rerun resumes from {good}, whose weights and loss were finite. "
+                           if good is not None else
+                           "no checkpoint with finite weights and loss is left, so a rerun starts over. ")
+                        + "Lower the learning rate (resuming with it needs --allow_changed_arguments), prefer bf16 "
+                          "over fp16, or check the data.")
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -393,7 +559,7 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
                     progress.set_postfix(loss=f"{means['loss']:.4f}", tok_s=f"{tokens / seconds:.0f}")
                 window = _Metrics()
             if state["step"] % args.save_steps == 0 or state["step"] == total_steps:
-                last_saved = save_checkpoint()
+                save_checkpoint()
             if state["step"] >= total_steps:
                 break
         else:

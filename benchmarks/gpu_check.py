@@ -13,7 +13,7 @@ Inputs are MS MARCO-like: 60-80 text tokens inside LLaMA-2's 21-token passage te
    loop over the same ids (``_common.release_loop``) for speed, memory and embedding gap;
 2. LoRA pretraining steps as ``adaptation.pretrain`` takes them (``apply_lora``, the joint
    EBAE/EBAR objective, ``PretrainCollator`` batches) with gradient checkpointing at the
-   release's lengths (text cut at 128 tokens + both suffixes);
+   release's length (rows of 128 tokens, template included: its README's ``--cutoff_len``);
 3. exact inner-product search over 1M x 4096 vectors: faiss's GPU flat index when faiss has
    GPU support, and the same search as a plain torch matrix product + top-k.
 
@@ -42,8 +42,7 @@ from pyserini_llara.precision import resolve_dtype
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 MSMARCO_PASSAGES = 8_841_823
 LLAMA2_PASSAGE_OVERHEAD = 21   # BOS + '"' + 19-token summarize suffix with the LLaMA-2 tokenizer
-LLAMA2_QUERY_SUFFIX = 18
-PRETRAIN_TEXT_TOKENS = 128     # the release's cutoff_len
+PRETRAIN_ROW_TOKENS = 128      # the release's cutoff_len: the whole row, template included
 
 
 @dataclass(frozen=True)
@@ -192,15 +191,12 @@ def check_pretraining(model, tokenizer, shape: Shape, device, dtype: str) -> dic
     """
     import torch
 
-    from adaptation.data import PretrainCollator
+    from adaptation.data import PretrainCollator, ReleaseWindows
     from adaptation.objective import PretrainObjective
     from adaptation.training import TrainingArguments, apply_lora, enable_gradient_checkpointing
-    from pyserini_llara.template import Template
 
-    template = Template.from_tokenizer(tokenizer)
-    overhead = template.overhead("passage") + len(template.suffix_ids["query"])
-    length = LLAMA2_PASSAGE_OVERHEAD + PRETRAIN_TEXT_TOKENS + LLAMA2_QUERY_SUFFIX
-    collator = PretrainCollator(tokenizer, max_text_tokens=length - overhead)
+    length = PRETRAIN_ROW_TOKENS
+    collator = PretrainCollator(tokenizer, ReleaseWindows(length))
     objective = PretrainObjective(collator.n_summarize, collator.n_predict)
     batch = collator(pretrain_examples(shape.train_batch, np.random.default_rng(1)))
     if batch["input_ids"].shape[1] != length:
@@ -272,7 +268,7 @@ def check_search(shape: Shape, device) -> dict:
         faiss = None
     if faiss is None or not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
         print("faiss GPU flat search skipped: faiss with GPU support is not installed "
-              "(pip install faiss-gpu-cu12); torch matmul + top-k measured instead")
+              "(pip uninstall faiss-cpu, then pip install faiss-gpu-cu12); torch matmul + top-k measured instead")
         result["faiss_gpu"] = "skipped: no faiss GPU support"
         return result
     resources = faiss.StandardGpuResources()

@@ -54,7 +54,7 @@ def two_pass_losses(model, collator, batch_examples, weights) -> dict:
 
     joint = collator(batch_examples)
     texts = collator.tokenizer([e["input"] for e in batch_examples], add_special_tokens=False)["input_ids"]
-    texts = [ids[:collator.max_text_tokens] for ids in texts]
+    texts = [ids[:collator.text_tokens] for ids in texts]
     prefix = list(collator.template.prefix_ids)
     logits = {}
     labels = None
@@ -81,7 +81,7 @@ def worker(args) -> None:
 
     import torch
 
-    from adaptation.data import PretrainCollator
+    from adaptation.data import PaperWindows, PretrainCollator
     from adaptation.objective import LossWeights, PretrainObjective
     from pyserini_llara.modeling import load_model
 
@@ -91,7 +91,7 @@ def worker(args) -> None:
         threads = args.threads
     model, tokenizer = load_model(args.model, dtype="float32", add_tokens=True, causal_lm=True)
     model.train()
-    collator = PretrainCollator(tokenizer, max_text_tokens=args.text_tokens)
+    collator = PretrainCollator(tokenizer, PaperWindows(args.text_tokens))
     objective = PretrainObjective(collator.n_summarize, collator.n_predict, LossWeights())
     data = examples(tokenizer, args.batch_size * (args.steps + args.warmup), args.text_tokens)
     batches = [data[i:i + args.batch_size] for i in range(0, len(data), args.batch_size)]

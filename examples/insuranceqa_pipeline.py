@@ -105,9 +105,10 @@ def adapt(base: Path, model_dir: Path, args) -> Path:
     if not (model_dir / "config.json").exists():
         from adaptation.data import gensim_wikipedia_sample
 
+        # Release windows (the default): rows of 101 tokens = 64 of text + SmolLM2's 37-token template.
         run("-m", "adaptation.pretrain", "--model_name_or_path", str(base), "--train_data", str(gensim_wikipedia_sample()),
             "--output_dir", str(model_dir), "--chunk_tokens", "64", "--min_chunk_tokens", "16",
-            "--max_text_tokens", "64", "--per_device_train_batch_size", "4", "--max_steps", str(args.adapt_steps),
+            "--cutoff_len", "101", "--per_device_train_batch_size", "4", "--max_steps", str(args.adapt_steps),
             "--learning_rate", "5e-5", "--warmup_ratio", "0.1", "--mixed_precision", MIXED[args.dtype],
             "--logging_steps", "2", "--save_steps", str(max(10, args.adapt_steps // 2)), "--seed", str(args.seed))
     return model_dir

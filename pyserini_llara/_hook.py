@@ -1,13 +1,23 @@
 """Import hook run from ``pyserini_llara_hook.pth`` at interpreter start.
 
-It imports nothing heavy: it only watches for two imports.
+It imports nothing heavy: it only watches for a few imports and hands them to ``registration``.
 - ``jnius`` (pyserini starting the JVM): point JAVA_HOME at a Java 21+ runtime and drop JVM
   options that runtime cannot honour, right before the JVM starts.
-- ``pyserini.encode``: put the ``llara`` encoder keys first in Pyserini's class maps, so
-  ``--encoder llara:...`` picks them in ``pyserini.search.faiss`` and ``pyserini.encode``.
+- The Pyserini modules that turn a model name into an encoder or search an index: patched
+  right after they are imported (``registration.PATCHES`` says how), so that a LLaRA name
+  gives LLaRA's encoder through every door.
+- Pyserini's CLIs started with ``python -m``: runpy asks their loader for the code and runs it
+  as ``__main__``; that code then runs under ``registration.run_cli``.
 """
 
 import sys
+
+_BEFORE = frozenset({"jnius"})
+AFTER = frozenset({"pyserini.encode", "pyserini.query_iterator", "pyserini.search.faiss._searcher",
+                   "pyserini.search.faiss.__main__", "pyserini.encode.query"})
+CLIS = frozenset({"pyserini.search.faiss.__main__", "pyserini.search.hybrid.__main__",
+                  "pyserini.encode.__main__", "pyserini.encode.query"})
+_scripts: dict = {}
 
 
 def _before_jnius():
@@ -16,14 +26,17 @@ def _before_jnius():
     configure_java()
 
 
-def _after_pyserini_encode(module):
-    from .registration import register
+def _after(name, module):
+    from .registration import after_import
 
-    register(module)
+    after_import(name, module)
 
 
-_BEFORE = {"jnius": _before_jnius}
-_AFTER = {"pyserini.encode": _after_pyserini_encode}
+def run(name, namespace):
+    """Called by the code runpy gets for a Pyserini CLI: run the real code under ``registration.run_cli``."""
+    from .registration import run_cli
+
+    run_cli(name, _scripts.pop(name), namespace)
 
 
 class _Loader:
@@ -41,15 +54,24 @@ class _Loader:
 
     def exec_module(self, module):
         if self._name in _BEFORE:
-            _BEFORE[self._name]()
+            _before_jnius()
         self._loader.exec_module(module)
-        if self._name in _AFTER:
-            _AFTER[self._name](module)
+        if self._name in AFTER:
+            _after(self._name, module)
+
+    def get_code(self, name):
+        """Only runpy asks a wrapped loader for code (an import goes through ``exec_module``)."""
+        code = self._loader.get_code(name)
+        if name not in CLIS or code is None:
+            return code
+        _scripts[name] = code
+        return compile(f"__import__('pyserini_llara._hook', fromlist=['run']).run({name!r}, globals())",
+                       code.co_filename, "exec")
 
 
 class _Finder:
     def find_spec(self, fullname, path, target=None):
-        if fullname not in _BEFORE and fullname not in _AFTER:
+        if fullname not in _BEFORE and fullname not in AFTER and fullname not in CLIS:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -46,6 +47,15 @@ def _valid_docid(docid: str) -> bool:
     return bool(docid) and not any(ch.isspace() for ch in docid)
 
 
+def check_encodable(value: str, what: str, where: str, error: type[Exception] = CorpusError) -> None:
+    """A lone surrogate (JSON ``"\\ud800"``) decodes into a str that no UTF-8 writer or tokenizer accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as bad:
+        raise error(f"{where}: {what} holds {value[bad.start]!r} at character {bad.start + 1}, a lone "
+                    "surrogate that is not text (an escape cut in half?); fix or drop that escape") from None
+
+
 def parse_record(record, where: str) -> Document:
     """One decoded JSON line -> Document. Text: ``contents``, else ``title`` + ``text``, else ``text``."""
     if not isinstance(record, dict):
@@ -57,37 +67,54 @@ def parse_record(record, where: str) -> Document:
     if isinstance(docid, bool) or not isinstance(docid, (str, int)):
         raise CorpusError(f"{where}: {field} must be a string or an integer, got {docid!r}")
     docid = str(docid)
+    check_encodable(docid, "the document id", where)
     if not _valid_docid(docid):
         raise CorpusError(f"{where}: document id {docid!r} is empty or contains whitespace, "
                           "which Pyserini's docid file and TREC runs cannot hold")
     if isinstance(record.get("contents"), str):
-        return Document(docid, record["contents"])
-    if isinstance(record.get("text"), str):
+        text = record["contents"]
+    elif isinstance(record.get("text"), str):
         title = record.get("title")
         if "title" in record and title is not None and not isinstance(title, str):
             raise CorpusError(f"{where}: title of document {docid!r} must be a string, got {title!r}")
-        return Document(docid, join_title(title, record["text"]) if "title" in record else record["text"])
-    raise CorpusError(f"{where}: document {docid!r} has no text; give it a string `contents` field "
-                      "(or `text`, optionally with `title`)")
+        text = join_title(title, record["text"]) if "title" in record else record["text"]
+    else:
+        raise CorpusError(f"{where}: document {docid!r} has no text; give it a string `contents` field "
+                          "(or `text`, optionally with `title`)")
+    check_encodable(text, f"the text of document {docid!r}", where)
+    return Document(docid, text)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        yield from enumerate(handle, start=1)
+    compressed = path.name.endswith(".gz")
+    number = 0
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                yield number, line
+    except (OSError, EOFError, zlib.error) as error:
+        if not compressed:
+            raise CorpusError(f"cannot read {path} after line {number}: {error}") from None
+        raise CorpusError(f"{path}: the gzip data is truncated or corrupt after line {number} ({error}); "
+                          "download or compress the file again") from None
+
+
+def text_lines(path: str | os.PathLike, error: type[Exception] = CorpusError) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file, gzipped or not; bytes that are not UTF-8 name the file and line."""
+    for number, raw in _lines(Path(path)):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise error(f"{path}, line {number}: not valid UTF-8 (byte {bad.start}); "
+                        "re-encode the file as UTF-8") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[Document]:
     """Stream the documents of a JSONL file or directory, failing at the first bad line."""
     seen: set[str] = set()
     for file in corpus_files(path):
-        for number, raw in _lines(file):
+        for number, line in text_lines(file):
             where = f"{file}, line {number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise CorpusError(f"{where}: not valid UTF-8 (byte {error.start}); "
-                                  "re-encode the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -126,6 +153,7 @@ def read_ir_dataset(dataset_id: str) -> Iterator[Document]:
     seen: set[str] = set()
     for number, doc in enumerate(dataset.docs_iter(), start=1):
         where = f"ir-datasets {dataset_id}, document {number}"
+        check_encodable(doc.doc_id, "the document id", where)
         if not _valid_docid(doc.doc_id):
             raise CorpusError(f"{where}: document id {doc.doc_id!r} is empty or contains whitespace")
         if doc.doc_id in seen:
@@ -140,6 +168,7 @@ def read_ir_dataset(dataset_id: str) -> Iterator[Document]:
             raise CorpusError(f"{where}: {type(doc).__name__} has neither title/text fields nor default_text()")
         if not isinstance(text, str):
             raise CorpusError(f"{where}: document {doc.doc_id!r} has no text")
+        check_encodable(text, f"the text of document {doc.doc_id!r}", where)
         yield Document(doc.doc_id, text)
 
 

@@ -7,6 +7,7 @@ to :class:`~pyserini_llara.encoding.LlaraEncoder`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Sequence
 
@@ -14,30 +15,71 @@ import numpy as np
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
 from .encoding import LlaraEncoder
+from .modeling import model_fingerprint
 from .precision import pyserini_half
-from .registration import model_name
+from .registration import INDEX_PRECISION, PyseriniDefault
+from .registration import model_name as llara_model
 from .template import DEFAULT_MAX_TEXT_TOKENS, join_title
 
 logger = logging.getLogger(__name__)
 
 
-def _load(name: str, device: str, fp16: bool, tokenizer_name: str | None, **kwargs) -> LlaraEncoder:
+def _precision(device: str, fp16: bool, dtype: str) -> str:
+    return pyserini_half(device) if fp16 else dtype
+
+
+def _warn_tokenizer(tokenizer_name: str | None) -> None:
     if tokenizer_name:
         logger.warning("ignoring tokenizer %s: a LLaRA model is encoded with its own tokenizer", tokenizer_name)
-    dtype = pyserini_half(device) if fp16 else kwargs.pop("dtype", "float32")
-    return LlaraEncoder.from_pretrained(model_name(name), device=device or "cpu", dtype=dtype, **kwargs)
 
 
 class LlaraQueryEncoder(QueryEncoder):
-    """Queries get the EBAR ("predict the following passage") prompt."""
+    """Queries get the EBAR ("predict the following passage") prompt.
+
+    The model loads on first use, so that ``FaissSearcher`` can first give it the precision of
+    the index it searches where the caller chose none (``dtype="index"``: float32 for a float32
+    index, else the device's fast half precision), instead of loading it twice.
+    """
 
     def __init__(self, encoder_dir: str = "llara", tokenizer_name: str | None = None, device: str = "cpu",
                  fp16: bool = False, lora: str | None = None, add_tokens: bool = False,
-                 max_length: int = DEFAULT_MAX_TEXT_TOKENS, **_pyserini_kwargs):
+                 max_length: int = DEFAULT_MAX_TEXT_TOKENS, dtype: str = "float32", **_pyserini_kwargs):
         super().__init__()
-        self.encoder = _load(encoder_dir, device, fp16, tokenizer_name, lora=lora, add_tokens=add_tokens,
-                             max_text_tokens=max_length)
+        _warn_tokenizer(tokenizer_name)
+        self.model_name = llara_model(encoder_dir)
+        self.lora = lora
+        self.add_tokens = add_tokens
+        self.max_length = max_length
+        self.device = device or "cpu"
+        self.dtype = _precision(self.device, fp16, dtype)
         self.has_model = True
+        self._encoder: LlaraEncoder | None = None
+
+    @property
+    def encoder(self) -> LlaraEncoder:
+        return self.load()
+
+    def load(self) -> LlaraEncoder:
+        if self._encoder is None:
+            dtype = "float32" if self.dtype == INDEX_PRECISION else self.dtype
+            self._encoder = LlaraEncoder.from_pretrained(self.model_name, lora=self.lora, dtype=dtype,
+                                                         device=self.device, add_tokens=self.add_tokens,
+                                                         max_text_tokens=self.max_length)
+        return self._encoder
+
+    @property
+    def dimension(self) -> int:
+        return self.encoder.dimension
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """``modeling.model_fingerprint`` of the model (a hub model's once loading has cached it)."""
+        return model_fingerprint(self.model_name, self.lora)
+
+    def follow_index(self, index_dtype: str) -> None:
+        """Take the precision of the index searched, where the caller chose none."""
+        if self.dtype == INDEX_PRECISION and self._encoder is None:
+            self.dtype = "float32" if index_dtype == "float32" else pyserini_half(self.device)
 
     def encode(self, query: str, **kwargs) -> np.ndarray:
         return self.encoder.encode_queries([query])[0]
@@ -52,15 +94,24 @@ class LlaraDocumentEncoder(DocumentEncoder):
     def __init__(self, model_name: str = "llara", tokenizer_name: str | None = None, device: str = "cpu",
                  fp16: bool = False, lora: str | None = None, add_tokens: bool = False,
                  batch_size: int = 32, **_pyserini_kwargs):
-        self.encoder = _load(model_name, device, fp16, tokenizer_name, lora=lora, add_tokens=add_tokens,
-                             batch_size=batch_size)
+        _warn_tokenizer(tokenizer_name)
+        self.encoder = LlaraEncoder.from_pretrained(llara_model(model_name), lora=lora,
+                                                    dtype=_precision(device, fp16, "float32"),
+                                                    device=device or "cpu", add_tokens=add_tokens,
+                                                    batch_size=batch_size)
         self._device = device
 
     def encode(self, texts: Sequence[str], titles: Sequence[str] | None = None, fp16: bool = False,
                max_length: int | None = None, **kwargs) -> np.ndarray:
-        """``pyserini.encode`` passes ``fp16`` and ``max_length`` (text tokens; the template is extra) per batch."""
+        """``pyserini.encode`` passes ``fp16`` and ``max_length`` (text tokens; the template is extra) per batch.
+
+        A ``max_length`` that is only Pyserini's default (256) gives way to the release's 512, as in
+        ``pyserini-llara-index``; ``titles`` are joined to their texts as the release does.
+        """
         if fp16 and self.encoder.model.dtype.is_floating_point and self.encoder.model.dtype.itemsize == 4:
             self.encoder.set_dtype(pyserini_half(self._device))
         if titles is not None:
             texts = [join_title(title, text) for title, text in zip(titles, texts)]
+        if isinstance(max_length, PyseriniDefault):
+            max_length = None
         return self.encoder.encode_passages(list(texts), max_text_tokens=max_length)

@@ -79,11 +79,6 @@ class LlaraEncoder:
     def dimension(self) -> int:
         return self.model.config.hidden_size
 
-    @property
-    def dtype_name(self) -> str:
-        """The weights' precision, e.g. ``float32``: what ``auto`` resolved to."""
-        return str(self.model.dtype).removeprefix("torch.")
-
     def set_dtype(self, dtype: str) -> None:
         self.model.to(torch_dtype(dtype, self.device))
 

@@ -1,13 +1,47 @@
-"""Makes Pyserini's own CLIs pick the LLaRA encoders for any ``--encoder`` naming LLaRA.
+"""Where pyserini-llara attaches to Pyserini: every door through which Pyserini users turn a model
+name into a dense encoder, or start a dense search (pyserini 1.6).
 
-Pyserini takes the first key of its class maps that is a substring of the lower-cased
-``--encoder``; ours goes first so that built-in keys ("ance", "auto", ...) never win.
-Factories, not classes, are registered: importing our encoder module imports
+``_hook`` calls ``after_import`` right after each module of ``PATCHES`` is imported, and runs
+Pyserini's CLIs (``python -m ...``) under ``run_cli``. The doors:
+
+- ``pyserini.encode``'s class maps, which ``pyserini.search.faiss``, ``pyserini.search.hybrid`` and
+  ``pyserini.encode`` scan: ``llara`` goes first, so that built-in keys ("ance", "auto") never win.
+- ``FaissSearcher(index, "llara:DIR")`` and ``FaissSearcher.from_prebuilt_index``: its
+  ``_init_encoder_from_str`` reads no class map; a LLaRA name now gives LLaRA's encoder.
+- ``FaissSearcher.__init__``: an index built by ``pyserini_llara.index`` is checked against the
+  query encoder before Pyserini reads it (``checks``); dense PRF on an index that cannot return
+  its vectors fails with one line.
+- ``QueryEncoder(DIR)`` (``--encoded-queries DIR``) remembers DIR, whose ``meta.json`` says which
+  model encoded the queries.
+- ``pyserini.search.faiss.__main__.init_query_encoder`` as ``pyserini.search.hybrid`` calls it,
+  with no precision to pass: a LLaRA encoder takes the index's.
+- ``pyserini.encode.query``'s own ``init_encoder``; run as a CLI with a LLaRA encoder, the work
+  goes to ``pyserini_llara.queries`` (same flags; batched; the output records the model).
+- The CLIs' argparse: ``--encoder-class llara`` is accepted, and ``pyserini.encode``'s
+  ``--max-length`` default is marked as Pyserini's (``PyseriniDefault``), so that a LLaRA
+  passage keeps the release's 512 tokens unless the user asked for another length.
+- ``DefaultQueryIterator.from_topics``: an empty topics file is called empty, not "Not Found".
+
+Factories, not classes, go into the class maps: importing our encoder module imports
 ``pyserini.encode``, which may be what is being imported right now.
 """
 
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from contextlib import contextmanager
+
 KEY = "llara"
 DEFAULT_MODEL = "BAAI/LLARA-passage"
+# A LLaRA query encoder built with this precision takes the precision of the index it searches.
+INDEX_PRECISION = "index"
+
+
+class PyseriniDefault(int):
+    """A number that a Pyserini CLI filled in from its own default: the user did not choose it."""
 
 
 def model_name(encoder: str) -> str:
@@ -17,6 +51,11 @@ def model_name(encoder: str) -> str:
     if encoder.lower().startswith(KEY + ":"):
         return encoder[len(KEY) + 1:]
     return encoder
+
+
+def names_llara(encoder: str | None) -> bool:
+    """Pyserini's own rule for its class maps: the key is a substring of the lower-cased name."""
+    return bool(encoder) and KEY in encoder.lower()
 
 
 def query_encoder_factory(**kwargs):
@@ -44,3 +83,169 @@ def register(module=None) -> None:
         import pyserini.encode as module
     _put_first(module.query_encoder_class_map, KEY, query_encoder_factory)
     _put_first(module.document_encoder_class_map, KEY, document_encoder_factory)
+
+
+def _patch_encode(module) -> None:
+    register(module)
+    init = module.QueryEncoder.__init__
+
+    @functools.wraps(init)
+    def __init__(self, encoded_query_dir=None, *args, **kwargs):
+        init(self, encoded_query_dir, *args, **kwargs)
+        self.encoded_query_dir = encoded_query_dir
+
+    module.QueryEncoder.__init__ = __init__
+
+
+def _patch_faiss_searcher(module) -> None:
+    from .checks import check_dimension, check_encoder, prf_vectors_error
+
+    searcher = module.FaissSearcher
+    from_str = searcher.__dict__["_init_encoder_from_str"].__func__
+
+    @functools.wraps(from_str)
+    def _init_encoder_from_str(encoder):
+        if names_llara(encoder):
+            return query_encoder_factory(encoder_dir=encoder, dtype=INDEX_PRECISION)
+        return from_str(encoder)
+
+    init = searcher.__init__
+
+    @functools.wraps(init)
+    def __init__(self, index_dir, query_encoder, *args, **kwargs):
+        if isinstance(query_encoder, str):
+            query_encoder = self._init_encoder_from_str(query_encoder)
+        check_encoder(index_dir, query_encoder)
+        init(self, index_dir, query_encoder, *args, **kwargs)
+        self.index_dir = str(index_dir)
+        check_dimension(self)
+
+    def with_vectors_error(search):
+        @functools.wraps(search)
+        def wrapper(self, *args, **kwargs):
+            try:
+                return search(self, *args, **kwargs)
+            except RuntimeError as error:
+                clear = prf_vectors_error(self, error)
+                if clear is None:
+                    raise
+                raise clear from None
+
+        return wrapper
+
+    searcher._init_encoder_from_str = staticmethod(_init_encoder_from_str)
+    searcher.__init__ = __init__
+    searcher.search = with_vectors_error(searcher.search)
+    searcher.batch_search = with_vectors_error(searcher.batch_search)
+
+
+def _patch_search_main(module) -> None:
+    """``pyserini.search.hybrid`` calls ``init_query_encoder`` without ``fp16``: it cannot state a precision."""
+    import inspect
+
+    from .encoders import LlaraQueryEncoder
+
+    init_query_encoder = module.init_query_encoder
+    signature = inspect.signature(init_query_encoder)
+
+    @functools.wraps(init_query_encoder)
+    def wrapper(*args, **kwargs):
+        encoder = init_query_encoder(*args, **kwargs)
+        if isinstance(encoder, LlaraQueryEncoder) and "fp16" not in signature.bind(*args, **kwargs).arguments:
+            encoder.dtype = INDEX_PRECISION
+        return encoder
+
+    module.init_query_encoder = wrapper
+
+
+def _patch_encode_query(module) -> None:
+    init_encoder = module.init_encoder
+
+    @functools.wraps(init_encoder)
+    def wrapper(encoder, device, pooling, l2_norm, prefix):
+        if names_llara(encoder):
+            return query_encoder_factory(encoder_dir=encoder, device=device)
+        return init_encoder(encoder, device, pooling, l2_norm, prefix)
+
+    module.init_encoder = wrapper
+
+
+def _patch_query_iterator(module) -> None:
+    from .checks import SearchSetupError
+
+    iterator = module.DefaultQueryIterator
+    from_topics = iterator.__dict__["from_topics"].__func__
+
+    @functools.wraps(from_topics)
+    def wrapper(cls, topics_path):
+        try:
+            return from_topics(cls, topics_path)
+        except FileNotFoundError:
+            if not os.path.isfile(topics_path):
+                raise
+            raise SearchSetupError(f"topics file {topics_path} holds no topics: give one query per line "
+                                   "(.tsv/.txt: qid<TAB>text; .jsonl: {\"qid\": ..., \"title\": text})") from None
+
+    iterator.from_topics = classmethod(wrapper)
+
+
+PATCHES = {
+    "pyserini.encode": _patch_encode,
+    "pyserini.query_iterator": _patch_query_iterator,
+    "pyserini.search.faiss._searcher": _patch_faiss_searcher,
+    "pyserini.search.faiss.__main__": _patch_search_main,
+    "pyserini.encode.query": _patch_encode_query,
+}
+
+
+def after_import(name: str, module) -> None:
+    PATCHES[name](module)
+
+
+@contextmanager
+def _cli_arguments(mark_max_length: bool):
+    """While a Pyserini CLI builds its parsers: ``llara`` joins ``--encoder-class``'s choices, and
+    ``--max-length``'s default is marked as Pyserini's where ``mark_max_length``."""
+    own = argparse.ArgumentParser.__dict__.get("add_argument")
+    add_argument = argparse.ArgumentParser.add_argument
+
+    def patched(self, *names, **kwargs):
+        if "--encoder-class" in names and kwargs.get("choices") is not None:
+            kwargs["choices"] = [*kwargs["choices"], KEY]
+        if mark_max_length and "--max-length" in names and isinstance(kwargs.get("default"), int):
+            kwargs["default"] = PyseriniDefault(kwargs["default"])
+        return add_argument(self, *names, **kwargs)
+
+    argparse.ArgumentParser.add_argument = patched
+    try:
+        yield
+    finally:
+        if own is None:
+            del argparse.ArgumentParser.add_argument
+        else:
+            argparse.ArgumentParser.add_argument = own
+
+
+def _encoder_option(argv: list[str]) -> str | None:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--encoder")
+    return parser.parse_known_args(argv)[0].encoder
+
+
+def run_cli(name: str, code, namespace: dict) -> None:
+    """Run a Pyserini CLI's code as ``__main__``, with the LLaRA doors open; a search that cannot
+    give right results ends with one line naming the problem and exit status 1, before any
+    run file is written."""
+    from .checks import CLI_ERRORS
+
+    argv = sys.argv[1:]
+    if name == "pyserini.encode.query" and names_llara(_encoder_option(argv)):
+        from .queries import main
+
+        raise SystemExit(main(argv, prog="python -m pyserini.encode.query", pyserini_flags=True))
+    with _cli_arguments(mark_max_length=name == "pyserini.encode.__main__"):
+        try:
+            exec(code, namespace)
+        except CLI_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None

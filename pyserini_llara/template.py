@@ -15,6 +15,10 @@ NUM_PLACEHOLDERS = 8
 SUMMARIZE_TOKENS: tuple[str, ...] = tuple(f"<s{i}>" for i in range(1, 9))
 PREDICT_TOKENS: tuple[str, ...] = tuple(f"<s{i}>" for i in range(9, 17))
 SPECIAL_TOKENS: tuple[str, ...] = SUMMARIZE_TOKENS + PREDICT_TOKENS
+# The order the released tokenizers hold them in (LLaMA-2's ids 32000..32015, so <s1> is 32008).
+# Adding them in this order gives a LLaMA-2 base the released checkpoints' ids.
+RELEASE_TOKEN_ORDER: tuple[str, ...] = ("<s9>", "<s12>", "<s7>", "<s14>", "<s3>", "<s6>", "<s15>", "<s5>",
+                                        "<s1>", "<s10>", "<s13>", "<s2>", "<s11>", "<s4>", "<s8>", "<s16>")
 
 PREFIX = '"'
 SUMMARIZE_SUFFIX = '", summarize the above passage within eight words: ' + "".join(SUMMARIZE_TOKENS)
@@ -42,12 +46,13 @@ def missing_special_tokens(tokenizer) -> list[str]:
 
 
 def add_special_tokens(tokenizer) -> int:
-    """Add <s1>..<s16> as special tokens (in name order); returns how many were new."""
-    missing = missing_special_tokens(tokenizer)
+    """Add the missing ones of <s1>..<s16> as special tokens, in the release's order; returns how many were new."""
+    missing = set(missing_special_tokens(tokenizer))
     if not missing:
         return 0
     return tokenizer.add_special_tokens(
-        {"additional_special_tokens": missing}, replace_extra_special_tokens=False
+        {"additional_special_tokens": [t for t in RELEASE_TOKEN_ORDER if t in missing]},
+        replace_extra_special_tokens=False,
     )
 
 

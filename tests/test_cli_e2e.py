@@ -39,6 +39,7 @@ def collection(tmp_path_factory):
 
 @pytest.mark.slow
 def test_pyserini_encode_and_our_builder_give_the_same_runs(collection, tiny_llara):
+    """Also: queries encoded once by pyserini.encode.query give the on-the-fly run byte for byte."""
     encoder = f"llara:{tiny_llara}"
     corpus = collection / "corpus.jsonl"
     run_all(["pyserini.encode", "input", "--corpus", corpus, "--fields", "text",
@@ -46,6 +47,8 @@ def test_pyserini_encode_and_our_builder_give_the_same_runs(collection, tiny_lla
              "encoder", "--encoder", encoder, "--dimension", "64", "--device", "cpu"],
             ["pyserini_llara.index", "--corpus", corpus, "--output", collection / "by-llara", "--encoder", encoder,
              "--dtype", "float32"],  # pyserini.encode without --fp16 encodes in float32
+            ["pyserini.encode.query", "--topics", collection / "topics.tsv", "--encoder", encoder,
+             "--output", collection / "encoded-queries"],
             cwd=collection)
 
     ours, theirs = collection / "by-llara", collection / "by-pyserini"
@@ -55,13 +58,16 @@ def test_pyserini_encode_and_our_builder_give_the_same_runs(collection, tiny_lla
 
     run_all(*(["pyserini.search.faiss", "--index", collection / f"by-{name}", "--topics", collection / "topics.tsv",
                "--encoder", encoder, "--output", collection / f"run.{name}.trec", "--hits", "10"]
-              for name in ("llara", "pyserini")), cwd=collection)
+              for name in ("llara", "pyserini")),
+            ["pyserini.search.faiss", "--index", collection / "by-llara", "--topics", collection / "topics.tsv",
+             "--encoded-queries", collection / "encoded-queries", "--output", collection / "run.encoded.trec",
+             "--hits", "10"], cwd=collection)
     qrels = str(collection / "qrels.txt")
     scores = {name: ir_measures.calc_aggregate([nDCG @ 10, RR @ 10, P @ 5], ir_measures.read_trec_qrels(qrels),
                                                ir_measures.read_trec_run(str(collection / f"run.{name}.trec")))
               for name in ("llara", "pyserini")}
     ours_run = (collection / "run.llara.trec").read_text()
-    assert ours_run == (collection / "run.pyserini.trec").read_text()
+    assert ours_run == (collection / "run.pyserini.trec").read_text() == (collection / "run.encoded.trec").read_text()
     assert {line.split()[0] for line in ours_run.splitlines()} == set(TOPICS)
     assert len(ours_run.splitlines()) == 10 * len(TOPICS)
     assert len(scores["llara"]) == 3 and all(0 <= value <= 1 for value in scores["llara"].values())

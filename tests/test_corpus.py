@@ -65,6 +65,9 @@ def test_streams_documents_before_a_later_bad_line(tmp_path):
     ('{"id": "", "contents": "t"}', "is empty"),
     ('{"id": [1], "contents": "t"}', "must be a string or an integer"),
     (b'{"id": "x", "contents": "caf\xe9"}\n', "not valid UTF-8"),
+    ('{"id": "x\\ud800", "contents": "t"}', "the document id holds '\\ud800' at character 2, a lone surrogate"),
+    ('{"id": "x", "contents": "a\\udfff b"}', "the text of document 'x' holds '\\udfff' at character 2"),
+    ('{"id": "x", "title": "\\ud83d", "text": "t"}', "the text of document 'x' holds '\\ud83d' at character 1"),
 ])
 def test_bad_line_names_file_line_and_problem(tmp_path, bad_line, problem):
     path = write_lines(tmp_path / "corpus.jsonl", [doc("ok1"), doc("ok2"), bad_line, doc("ok3")])
@@ -72,6 +75,18 @@ def test_bad_line_names_file_line_and_problem(tmp_path, bad_line, problem):
         list(read_corpus(path))
     assert f"{path}, line 3" in str(error.value)
     assert problem in str(error.value)
+
+
+def test_truncated_gzip_names_the_file_and_the_last_good_line(tmp_path):
+    data = gzip.compress("".join(doc(f"d{i}", "some words " * 20) + "\n" for i in range(200)).encode())
+    path = tmp_path / "corpus.jsonl.gz"
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CorpusError, match=rf"{path}: the gzip data is truncated or corrupt after line \d+ .*"
+                                          "compress the file again"):
+        list(read_corpus(path))
+    path.write_bytes(b"plain text, not gzip")
+    with pytest.raises(CorpusError, match="truncated or corrupt after line 0"):
+        list(read_corpus(path))
 
 
 def test_duplicate_docid_names_both_places(tmp_path):

@@ -130,6 +130,33 @@ def test_unadapted_model_is_refused_unless_tokens_are_asked_for(tiny_base, caplo
     np.testing.assert_array_equal(first, again)  # the new token rows are deterministic
 
 
+def test_new_token_rows_are_the_mean_or_transformers_random_init(tiny_base):
+    from transformers import AutoModelForCausalLM
+
+    from pyserini_llara.modeling import load_model
+
+    original = AutoModelForCausalLM.from_pretrained(tiny_base)
+    old = original.get_input_embeddings().weight.shape[0]
+
+    def rows(**kwargs):
+        model, _ = load_model(str(tiny_base), add_tokens=True, causal_lm=True, **kwargs)
+        for matrix, before in ((model.get_input_embeddings(), original.get_input_embeddings()),
+                               (model.get_output_embeddings(), original.get_output_embeddings())):
+            torch.testing.assert_close(matrix.weight[:old], before.weight, rtol=0, atol=0)
+        return [m.weight[old:].detach() for m in (model.get_input_embeddings(), model.get_output_embeddings())]
+
+    for new, before in zip(rows(), (original.get_input_embeddings(), original.get_output_embeddings())):
+        assert new.shape[0] == 16
+        torch.testing.assert_close(new, before.weight.mean(0, keepdim=True).expand_as(new), rtol=0, atol=1e-7)
+    first, again = rows(new_token_init="random"), rows(new_token_init="random")
+    other = rows(new_token_init="random", seed=1)
+    for a, b, c in zip(first, again, other):
+        assert torch.equal(a, b) and not torch.equal(a, c)  # drawn from the seed
+        assert 0.015 < a.std() < 0.025 and abs(a.mean()) < 0.005  # normal(0, initializer_range 0.02)
+    with pytest.raises(ValueError, match="new-token init must be one of mean, random"):
+        rows(new_token_init="zeros")
+
+
 def test_lora_adapter_directory_loads_merged(tiny_llara, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM

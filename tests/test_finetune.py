@@ -5,11 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from adaptation.finetune import FinetuneArguments, FinetuneTrainingArguments, embed, main, parser, prepare
+from adaptation.finetune import FinetuneArguments, FinetuneTrainingArguments, embed, finetune, main, parser, prepare
 from adaptation.finetune_data import ContrastiveCollator
 from pyserini_llara.modeling import load_model
 from adaptation.training import train
 from pyserini_llara.encoding import LlaraEncoder
+from pyserini_llara.template import SPECIAL_TOKENS
 
 TEXTS = [
     "The llama is a domesticated South American camelid, used as a pack animal.",
@@ -79,6 +80,23 @@ def test_output_loads_and_encodes_like_the_trained_model(tiny_llara, train_file,
     assert [m["step"] for m in metrics] == [1, 2, 3] and all(0 <= m["accuracy"] <= 1 for m in metrics)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("train_rows", [False, True], ids=["default", "lora_train_llara_tokens"])
+def test_placeholder_rows_stay_as_adapted_unless_asked(tiny_llara, train_file, tmp_path, train_rows):
+    """The release fine-tunes LoRA only; training the <s1>..<s16> rows is an option."""
+    args, training = _args(tiny_llara, train_file, tmp_path / "out", **({"lora_train_llara_tokens": True}
+                                                                         if train_rows else {}))
+    assert training.lora_train_llara_tokens is train_rows
+    before, tokenizer = load_model(str(tiny_llara))
+    after, _ = load_model(str(finetune(args, training)))
+    ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    others = [i for i in range(len(tokenizer)) if i not in ids]
+    old, new = before.get_input_embeddings().weight, after.get_input_embeddings().weight
+    torch.testing.assert_close(new[others], old[others], rtol=0, atol=0)
+    assert torch.equal(new[ids], old[ids]) is not train_rows
+    assert not torch.allclose(after.layers[0].self_attn.q_proj.weight, before.layers[0].self_attn.q_proj.weight)
+
+
 class _Interrupt(RuntimeError):
     pass
 
@@ -128,6 +146,8 @@ def test_cli_defaults_are_the_release_fine_tuning_ones():
     assert (training.learning_rate, training.use_lora, training.lora_r, training.lora_alpha,
             training.lora_dropout) == (3e-4, True, 64, 16, 0.1)
     assert (args.train_group_size, args.query_max_len, args.passage_max_len, args.temperature) == (16, 64, 160, 0.02)
+    assert (training.lora_train_llara_tokens, training.per_device_train_batch_size, training.num_train_epochs,
+            training.warmup_ratio, training.lr_scheduler_type) == (False, 1, 1.0, 0.1, "log_warmup_linear_decay")
     _, full = parser().parse_args_into_dataclasses(
         args=["--model_name_or_path", "m", "--train_data", "t", "--output_dir", "o", "--use_lora", "False"])
     assert full.use_lora is False

@@ -112,10 +112,12 @@ def tamper(directory, tmp_path, **changes):
 
 
 @pytest.mark.parametrize("changes, problem", [
-    ({"model": "some/other-model"}, "model"),
+    ({"model": "some/other-model", "model_fingerprint": "0123456789abcdef"}, "model .*other-model .*other weights"),
     ({"dimension": 128}, "dimension"),
     ({"max_length": 64}, "max_length"),
+    ({"dtype": "bfloat16"}, "dtype 'float32' vs 'bfloat16'"),
     ({"corpus_count": 99}, "corpus_count"),
+    ({"corpus_fingerprint": "0123456789abcdef"}, "corpus_fingerprint"),
     ({"complete": False}, "not complete"),
 ])
 def test_merge_refuses_mismatched_shards(shard_set, tmp_path, changes, problem):
@@ -148,7 +150,7 @@ def test_resume_after_interruption_gives_the_uninterrupted_result(reference, cor
     output = tmp_path / "index"
     with pytest.raises(Interrupted):
         build_index(corpus, output, config)
-    assert sorted(p.name for p in (output / CHUNK_DIR).iterdir()) == ["000000.npz", "000001.npz"]
+    assert sorted(p.name for p in (output / CHUNK_DIR).iterdir()) == ["000000.npz", "000001.npz", "meta.json"]
     assert not (output / "index").exists()
     (output / CHUNK_DIR / "000002.npz.tmp").write_bytes(b"half-written chunk")
 
@@ -312,7 +314,12 @@ def test_cli_build_merge_and_errors(reference, corpus, tiny_llara, tmp_path, cap
 
 @pytest.mark.slow
 def test_torchrun_processes_build_one_index_equal_to_the_single_build(reference, corpus, tiny_llara, tmp_path):
-    """Two CPU processes under torchrun: a shard each, merged by rank 0 into the asked index type."""
+    """Two CPU processes under torchrun: a shard each, merged by rank 0 into the asked index type.
+
+    Rank 0 is killed while it swaps the merged index in; --resume merges the kept shards again.
+    """
+    from pyserini_llara.index import CRASH_ENV
+
     output = tmp_path / "index"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "pyserini_llara.index", "--corpus", str(corpus), "--output", str(output),
@@ -321,9 +328,14 @@ def test_torchrun_processes_build_one_index_equal_to_the_single_build(reference,
     # Each process with the reference's thread count: MKL's AVX2 sgemm rounds differently with another one
     # (torchrun's default is 1), which would move the last bit of some vectors.
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**env, CRASH_ENV: "merge:swapping"})
+    assert killed.returncode != 0 and "exitcode  : 137" in killed.stderr, killed.stderr[-3000:]
+    assert "encoding shard 0/2" in killed.stderr and "encoding shard 1/2" in killed.stderr
+    assert not (output / "meta.json").exists()
+    run = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "encoding shard 0/2" in run.stderr and "encoding shard 1/2" in run.stderr
+    assert "encoding shard" not in run.stderr  # both shards were complete
     assert_same_index(output, reference)
     meta = IndexMeta.load(output)
     assert (meta.index_type, meta.shard_num, meta.complete) == ("HNSW8", 1, True)

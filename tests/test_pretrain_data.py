@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from adaptation.data import (ChunkConfig, DataError, DataStats, Document, JsonlExamples, PretrainCollator,
-                             chunk_paragraphs, document_examples, gensim_wikipedia_sample, iter_examples, read_source,
-                             shuffled)
+from adaptation.data import (ChunkConfig, DataError, DataStats, Document, JsonlExamples, PaperWindows,
+                             PretrainCollator, chunk_paragraphs, document_examples, gensim_wikipedia_sample,
+                             iter_examples, read_source, shuffled)
 from adaptation.prepare import PrepareArguments, main as prepare_main, prepare
 from adaptation.stopwords import STOPWORDS, remove_stopwords
 from tiny import CORPUS, train_tokenizer
@@ -224,7 +224,7 @@ def test_collator_builds_left_padded_joint_rows_and_targets(tiny_llara):
 
     tok = load_tokenizer(str(tiny_llara))
     template = Template.from_tokenizer(tok)
-    collator = PretrainCollator(tok, max_text_tokens=6, remove_stopwords=True)
+    collator = PretrainCollator(tok, PaperWindows(6), remove_stopwords=True)
     batch = collator([{"input": "The llama is a pack animal used in the Andes", "output_summarize": "the llama",
                        "output_predict": "Dense retrieval, dense retrieval."},
                       {"input": "llama", "output_summarize": "the a of", "output_predict": "llama"}])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from adaptation.pretrain import DataArguments, ModelArguments, ObjectiveArguments, main, pretrain
-from adaptation.training import TrainingArguments
+from adaptation.training import CheckpointError, TrainingArguments
 from pyserini_llara.encoding import LlaraEncoder
 from pyserini_llara.precision import resolve_mixed_precision
 from pyserini_llara.template import SPECIAL_TOKENS, missing_special_tokens
@@ -24,7 +24,7 @@ def corpus(tmp_path_factory):
 
 def arguments(model, corpus, output_dir, **training):
     return (ModelArguments(str(model)),
-            DataArguments(train_data=[str(corpus)], chunk_tokens=24, min_chunk_tokens=8, max_text_tokens=32),
+            DataArguments(train_data=[str(corpus)], chunk_tokens=24, min_chunk_tokens=8, cutoff_len=96),
             ObjectiveArguments(),
             TrainingArguments(output_dir=str(output_dir), **{"max_steps": 2, "save_steps": 2, "logging_steps": 1,
                                                               "per_device_train_batch_size": 2, **training}))
@@ -47,10 +47,30 @@ def test_pretrain_adds_tokens_and_exports_an_encoder(tiny_base, corpus, tmp_path
     mixed = resolve_mixed_precision("auto", "cpu")
     assert json.loads((out / "training_args.json").read_text())["mixed_precision"] == mixed
     assert "**precision**: float32 weights" in card and json.loads((out / "config.json").read_text())["dtype"] == "float32"
-    # The prepared file is the dataset of a rerun as well (no re-chunking).
+    # The prepared file is the dataset of a rerun as well (no re-chunking), also one that trains longer.
     stamp = prepared.stat().st_mtime_ns
-    pretrain(*arguments(tiny_base, corpus, tmp_path / "run", max_steps=3, save_steps=3))
+    pretrain(*arguments(tiny_base, corpus, tmp_path / "run", max_steps=3, save_steps=3, allow_changed_arguments=True))
     assert prepared.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_tokens_added_for_pretraining_start_as_transformers_random_rows(tiny_base, corpus, tmp_path):
+    """The release resizes with transformers' default init; the rows are drawn from --seed (lr 0 keeps them)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from pyserini_llara.modeling import load_model
+
+    model_args, data_args, objective_args, training_args = arguments(tiny_base, corpus, tmp_path / "run", max_steps=1,
+                                                                     save_steps=1, learning_rate=0.0, seed=5)
+    assert model_args.new_token_init == "random"
+    trained = AutoModelForCausalLM.from_pretrained(pretrain(model_args, data_args, objective_args, training_args))
+    expected, _ = load_model(str(tiny_base), add_tokens=True, causal_lm=True, new_token_init="random", seed=5)
+    mean, _ = load_model(str(tiny_base), add_tokens=True, causal_lm=True)
+    for name in ("get_input_embeddings", "get_output_embeddings"):
+        rows = getattr(trained, name)().weight[-16:]
+        torch.testing.assert_close(rows, getattr(expected, name)().weight[-16:], rtol=0, atol=0)
+        assert not torch.allclose(rows, getattr(mean, name)().weight[-16:])
 
 
 @pytest.mark.slow
@@ -58,7 +78,7 @@ def test_two_cpu_processes_under_torchrun_train_data_parallel(tiny_base, corpus,
     """Each process takes its share of every global batch (not all the data alone), and the run is logged once."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "adaptation.pretrain", "--model_name_or_path", str(tiny_base), "--train_data", str(corpus),
-               "--chunk_tokens", "24", "--min_chunk_tokens", "8", "--max_text_tokens", "32", "--max_steps", "2",
+               "--chunk_tokens", "24", "--min_chunk_tokens", "8", "--cutoff_len", "96", "--max_steps", "2",
                "--save_steps", "2", "--logging_steps", "1", "--per_device_train_batch_size", "1",
                "--output_dir", str(tmp_path / "ddp")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -80,6 +100,7 @@ def test_cli_help_lists_every_group(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--model_name_or_path", "--train_data", "--chunk_tokens", "--remove_stopwords", "--ebar_weight",
+                   "--windows", "--cutoff_len", "--max_text_tokens", "--new_token_init", "log_warmup_linear_decay",
                    "--learning_rate", "--use_lora", "--save_adapter_only", "--mixed_precision", "accelerate launch"):
         assert option in text
 
@@ -116,3 +137,20 @@ def test_release_format_jsonl_is_used_as_is(tiny_llara, tmp_path):
     assert not (out / "data").exists()
     assert "3 examples" in (out / "README.md").read_text()
     assert set(SPECIAL_TOKENS) <= set(LlaraEncoder.from_pretrained(str(out), dtype="float32").tokenizer.get_vocab())
+
+
+def test_resume_compares_the_model_by_fingerprint_and_the_data_and_objective(tiny_llara, tiny_base, tmp_path):
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps({"input": t, "output_summarize": t, "output_predict": CORPUS[0]}) + "\n"
+                            for t in CORPUS[1:5]))
+
+    def again(model, **objective):
+        model_args, data_args, _, training_args = arguments(model, data, tmp_path / "run", max_steps=1, save_steps=1)
+        return pretrain(model_args, data_args, ObjectiveArguments(**objective), training_args)
+
+    again(tiny_llara)
+    again(f"{tiny_llara}/")  # the same model spelt otherwise: a rerun of the finished run resumes it
+    with pytest.raises(CheckpointError, match=r"ebae_weight: 0.05 in the checkpoint, 0.1 now"):
+        again(tiny_llara, ebae_weight=0.1)
+    with pytest.raises(CheckpointError, match=r"model_fingerprint: '\w+' in the checkpoint, '\w+' now"):
+        again(tiny_base)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from adaptation.data import PretrainCollator
+from adaptation.data import PaperWindows, PretrainCollator
 from adaptation.objective import (LossWeights, PretrainObjective, bag_of_words_loss, joint_attention_mask,
                                   joint_position_ids, lm_loss, pretrain_losses)
 from pyserini_llara.modeling import load_model
@@ -19,7 +19,7 @@ TEXTS = ["The llama is a domesticated South American camelid, used as a pack ani
 @pytest.fixture(scope="module", params=["sdpa", "eager"])
 def model_and_collator(request, tiny_llara):
     model, tokenizer = load_model(str(tiny_llara), causal_lm=True, attn_implementation=request.param, dtype="float32")
-    return model, PretrainCollator(tokenizer, max_text_tokens=64)
+    return model, PretrainCollator(tokenizer, PaperWindows(64))
 
 
 def test_position_ids_restart_after_the_text():
@@ -44,7 +44,7 @@ def test_attention_mask_hides_the_summarize_suffix_from_the_predict_suffix():
 def separate_pass_states(model, collator, text: str, kind: str) -> torch.Tensor:
     """Final hidden states of the suffix in an ordinary causal pass over prefix + text + that suffix alone."""
     template = collator.template
-    ids = collator.tokenizer(text, add_special_tokens=False)["input_ids"][:collator.max_text_tokens]
+    ids = collator.tokenizer(text, add_special_tokens=False)["input_ids"][:collator.text_tokens]
     suffix = template.suffix_ids[kind]
     input_ids, mask, positions = left_pad([[*template.prefix_ids, *ids, *suffix]], collator.tokenizer.pad_token_id)
     out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, output_hidden_states=True)

@@ -1,13 +1,18 @@
 """The shared training loop: exact resume, NaN guard, LoRA, export round trip into the plugin's encoder, logs."""
 
 import json
+import math
+import os
+import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from adaptation.data import PretrainCollator
 from adaptation.objective import PretrainObjective
-from adaptation.training import (NonFiniteLossError, TrainingArguments, apply_lora, last_checkpoint, train)
+from adaptation.training import (RELEASE_SCHEDULE, CheckpointError, NonFiniteLossError, TrainingArguments, apply_lora,
+                                 last_checkpoint, make_scheduler, run_definition, train)
 from pyserini_llara.encoding import LlaraEncoder
 from pyserini_llara.modeling import load_model
 from pyserini_llara.template import SPECIAL_TOKENS
@@ -25,7 +30,7 @@ class Interrupted(RuntimeError):
 def run(tiny_llara, output_dir, fail_after_batches=None, nan_at_batch=None, **overrides):
     """Train the tiny model on DATA with the pretraining objective; returns (model, tokenizer, output_dir)."""
     model, tokenizer = load_model(str(tiny_llara), causal_lm=True, dtype="float32")
-    collator = PretrainCollator(tokenizer, max_text_tokens=32)
+    collator = PretrainCollator(tokenizer)
     objective = PretrainObjective(collator.n_summarize, collator.n_predict)
     calls = 0
 
@@ -79,11 +84,88 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_llara, tmp_path, 
                            expected["model.layers.0.self_attn.q_proj.weight"])
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_llara, tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 3 .*step-2"):
-        run(tiny_llara, tmp_path / "run", nan_at_batch=5)
+def test_nan_loss_stops_and_names_a_checkpoint_whose_weights_and_loss_were_finite(tiny_llara, tmp_path):
+    # Batch 7 is in step 4, whose loss comes from the weights of step 3: step-3 is set aside, step-2 named.
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 4 .*step 3 on\) were renamed \*\.nonfinite; "
+                                                 r"a rerun resumes from .*step-2, whose weights and loss were finite"):
+        run(tiny_llara, tmp_path / "run", nan_at_batch=7, save_steps=1, save_total_limit=0)
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["step-1", "step-2", "step-3.nonfinite"]
     assert last_checkpoint(tmp_path / "run").name == "step-2"
     assert not (tmp_path / "run" / "model.safetensors").exists()
+    run(tiny_llara, tmp_path / "run", save_steps=1, save_total_limit=0)  # the rerun resumes and finishes
+    assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_exploded_weights_are_not_named_good_and_a_lower_learning_rate_resumes(tiny_llara, tmp_path):
+    """lr 1e30: step 2's update makes the weights ~1e29 (still finite) and step 3's loss is NaN."""
+    with pytest.raises(NonFiniteLossError, match=r"at step 3 .*a rerun resumes from .*step-1, whose weights"):
+        run(tiny_llara, tmp_path / "run", learning_rate=1e30, save_steps=1, save_total_limit=0,
+            lr_scheduler_type="linear")
+    step1 = load_file(str(tmp_path / "run" / "checkpoints" / "step-1" / "model.safetensors"))
+    assert max(float(t.abs().max()) for t in step1.values()) < 10  # what the rerun starts from
+    run(tiny_llara, tmp_path / "run", save_steps=1, save_total_limit=0, lr_scheduler_type="linear",
+        allow_changed_arguments=True)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 7)) and all(math.isfinite(r["loss"]) for r in rows)
+
+
+def test_resume_refuses_changed_arguments_unless_allowed(tiny_llara, tmp_path):
+    with pytest.raises(Interrupted):
+        run(tiny_llara, tmp_path / "run", fail_after_batches=6, lr_scheduler_type="linear")  # step-2 is the last
+    with pytest.raises(CheckpointError, match=r"other arguments \(learning_rate: 0.001 in the checkpoint, 0.002 now; "
+                                              r"per_device_train_batch_size: 2 in the checkpoint, 1 now; seed: 7 in "
+                                              r"the checkpoint, 8 now\).*--allow_changed_arguments"):
+        run(tiny_llara, tmp_path / "run", learning_rate=2e-3, per_device_train_batch_size=1, seed=8,
+            lr_scheduler_type="linear")
+    run(tiny_llara, tmp_path / "run", learning_rate=2e-3, lr_scheduler_type="linear", allow_changed_arguments=True)
+    rows = {json.loads(line)["step"]: json.loads(line) for line in
+            (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()}
+    # 6 steps, 2 of warmup, linear decay: the new peak 2e-3 scales the schedule from step 3 on.
+    assert [rows[step]["lr"] for step in (2, 3, 6)] == pytest.approx([1e-3, 2e-3 * 3 / 4, 0.0])
+
+
+def test_only_arguments_that_change_what_a_run_computes_define_it():
+    def definition(**changes):
+        return run_definition(TrainingArguments(**{"output_dir": "a", **changes}), processes=1,
+                              stage={"train_data": ["x.jsonl"], "lm_weight": 1.0})
+
+    same = definition(output_dir="b", save_steps=7, save_total_limit=9, logging_steps=3, gradient_checkpointing=True,
+                      dataloader_num_workers=2, overwrite_output_dir=True, allow_changed_arguments=True)
+    assert same == definition()
+    for changes in ({"learning_rate": 1e-4}, {"max_steps": 9}, {"warmup_ratio": 0.0}, {"seed": 1},
+                    {"gradient_accumulation_steps": 2}, {"mixed_precision": "bf16"}, {"use_lora": True}):
+        assert definition(**changes) != definition(), changes
+    assert run_definition(TrainingArguments(output_dir="a"), processes=2) != run_definition(
+        TrainingArguments(output_dir="a"), processes=1)
+
+
+class Payload:
+    """Unpickling it creates a file: the sign that code from the checkpoint ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tiny_llara, tmp_path_factory):
+    output = tmp_path_factory.mktemp("interrupted") / "run"
+    with pytest.raises(Interrupted):
+        run(tiny_llara, output, fail_after_batches=6)
+    return output
+
+
+@pytest.mark.parametrize("name", ["custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin"])
+def test_a_malicious_pickle_in_a_checkpoint_runs_no_code(interrupted_run, tiny_llara, tmp_path, name):
+    output = shutil.copytree(interrupted_run, tmp_path / "run")
+    marker = tmp_path / "code-ran"
+    torch.save(Payload(marker), output / "checkpoints" / "step-2" / name)
+    with pytest.raises(CheckpointError, match=f"step-2.*{name}|{name}.*step-2|cannot load .*step-2"):
+        run(tiny_llara, output)
+    assert not marker.exists()
 
 
 def test_export_round_trip_full_and_logs(tiny_llara, tmp_path):
@@ -144,8 +226,8 @@ def test_bf16_gradient_checkpointing_and_finished_run_rerun(tiny_llara, tmp_path
     _, _, out = run(tiny_llara, tmp_path / "run", mixed_precision="bf16", gradient_checkpointing=True, max_steps=2)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
-    # Rerunning a finished run only re-exports; overwrite_output_dir starts over.
-    run(tiny_llara, tmp_path / "run", max_steps=2, fail_after_batches=0)
+    # Rerunning a finished run only re-exports (gradient checkpointing may change); overwrite_output_dir starts over.
+    run(tiny_llara, tmp_path / "run", mixed_precision="bf16", max_steps=2, fail_after_batches=0)
     with pytest.raises(Interrupted):
         run(tiny_llara, tmp_path / "run", max_steps=2, fail_after_batches=0, overwrite_output_dir=True)
 
@@ -169,3 +251,35 @@ def test_argument_validation(tiny_llara, tmp_path):
     model, tokenizer = load_model(str(tiny_llara), causal_lm=True, dtype="float32")
     with pytest.raises(ValueError, match="empty"):
         train(model, tokenizer, [], list, lambda *a: {}, TrainingArguments(output_dir=str(tmp_path)))
+
+
+def deepspeed_warmup_decay_lrs(lr: float, warmup: int, total: int) -> list[float]:
+    """DeepSpeed's WarmupDecayLR (warmup_type log, min lr 0) restated: the lr of each optimizer step in turn.
+
+    The engine sets the min lr at construction (iteration -1) and calls step() after each optimizer step.
+    """
+    warmup = max(2, warmup)
+    iteration, used = -1, []
+    for _ in range(total):
+        if iteration < 0:
+            gamma = 0.0
+        elif iteration < warmup:
+            gamma = (1.0 / math.log(warmup)) * math.log(iteration + 1)
+        else:
+            gamma = max(0.0, float(total - iteration) / float(max(1.0, total - warmup)))
+        used.append(lr * gamma)
+        iteration += 1
+    return used
+
+
+@pytest.mark.parametrize("warmup,total", [(5, 50), (1, 10), (0, 7), (30, 300)])
+def test_default_schedule_is_the_release_deepspeed_warmup_decay(warmup, total):
+    assert TrainingArguments(output_dir="unused").lr_scheduler_type == RELEASE_SCHEDULE
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    scheduler = make_scheduler(RELEASE_SCHEDULE, optimizer, warmup, total)
+    used = []
+    for _ in range(total):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert used == pytest.approx(deepspeed_warmup_decay_lrs(3e-4, warmup, total), abs=1e-12)

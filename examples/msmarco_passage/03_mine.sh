@@ -13,7 +13,7 @@ with open("$WORK/train-queries.tsv", "w") as out:
         out.write(f"{query.query_id}\t{' '.join(query.text.split())}\n")
 PY
 
-# about 500k queries against 8.8M vectors: give it a GPU (pip install faiss-gpu-cu12) or hours of CPU.
+# about 500k queries against 8.8M vectors: give it a GPU (faiss-gpu in place of faiss-cpu: README, "Searching on GPUs") or hours of CPU.
 python -m pyserini.search.faiss \
   --index msmarco-v1-passage.bge-base-en-v1.5 \
   --topics "$WORK/train-queries.tsv" \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Search the 6,980 dev queries (Pyserini's msmarco-passage-dev-subset topics) and score MRR@10 and R@1000.
-# The paper reports MRR@10 43.1 for LLaRA (see examples/README.md).
+# Expected values: the reproduction matrix (README.md, row msmarco-passage/dev/llara-passage).
 source "$(dirname "$0")/env.sh"
 
 python -m pyserini.search.faiss \

@@ -1,0 +1,37 @@
+"""How every command-line tool of the package reports a bad input.
+
+One line on stderr that names the input (file, line) and what to do, then exit status 1:
+a traceback would bury that line under frames of library code. ``--debug``, or
+``PYSERINI_LLARA_DEBUG=1`` in the environment, lets the traceback through instead.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+DEBUG_ENV = "PYSERINI_LLARA_DEBUG"
+
+
+def add_debug_flag(parser) -> None:
+    parser.add_argument("--debug", action="store_true",
+                        help=f"on an error, show the full traceback instead of one line (or set {DEBUG_ENV}=1)")
+
+
+def debugging(flag: bool = False) -> bool:
+    return flag or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def error_line(error: BaseException) -> str:
+    return "error: " + (" ".join(str(error).split()) or type(error).__name__)
+
+
+@contextmanager
+def one_line_errors(debug: bool = False, errors: tuple[type[BaseException], ...] = (ValueError, OSError)):
+    """Turn ``errors`` raised inside into ``SystemExit("error: MESSAGE")``: that line on stderr, exit status 1."""
+    try:
+        yield
+    except errors as error:
+        if debugging(debug):
+            raise
+        raise SystemExit(error_line(error)) from None

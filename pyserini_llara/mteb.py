@@ -1,0 +1,113 @@
+"""A LLaRA model as an MTEB encoder: queries get the query (EBAR) prompt, passages the passage (EBAE) prompt.
+
+    python -m pyserini_llara.mteb --model BAAI/LLARA-passage --device cuda:0 --output-folder mteb-results
+
+runs the 15 retrieval tasks of MTEB(eng, v1) (or ``--tasks``) and prints each task's main score
+(nDCG@10) and their mean. Encoding is :class:`~pyserini_llara.encoding.LlaraEncoder`'s: texts are
+sorted by length into batches and an embedding does not depend on its batch, so MTEB's own
+batching changes nothing. A passage is ``title text`` with ``-`` for a missing title, as the
+release joins MS MARCO passages. Needs the ``mteb`` extra (``pip install pyserini-llara[mteb]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+try:
+    from mteb.models.abs_encoder import AbsEncoder
+    from mteb.models.model_meta import ModelMeta, ScoringFunction
+    from mteb.types import PromptType
+except ImportError as error:
+    raise ImportError(f"pyserini_llara.mteb needs mteb ({error}): pip install 'pyserini-llara[mteb]'") from error
+
+from .encoding import LlaraEncoder
+from .registration import DEFAULT_MODEL, model_name
+from .template import DEFAULT_MAX_TEXT_TOKENS, join_title
+
+BENCHMARK = "MTEB(eng, v1)"
+
+
+class LlaraMtebEncoder(AbsEncoder):
+    """What ``mteb.evaluate`` calls; the vectors are L2-normalised, so MTEB scores by dot product."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, revision: str | None = None, *, encoder: LlaraEncoder | None = None,
+                 device: str | None = None, dtype: str = "auto", lora: str | None = None, batch_size: int = 32,
+                 max_length: int = DEFAULT_MAX_TEXT_TOKENS, **_mteb_kwargs: Any):
+        self.encoder = encoder or LlaraEncoder.from_pretrained(model_name(model), lora=lora, dtype=dtype,
+                                                               device=device or "cpu", batch_size=batch_size,
+                                                               max_text_tokens=max_length)
+        self.mteb_model_meta = ModelMeta.create_empty({
+            "name": model_name(model) + (f"+{lora}" if lora else ""), "revision": revision or "local",
+            "similarity_fn_name": ScoringFunction.DOT_PRODUCT, "embed_dim": self.encoder.dimension,
+            "framework": ["PyTorch"]})
+
+    def encode(self, inputs, *, task_metadata, hf_split: str, hf_subset: str, prompt_type: PromptType | None = None,
+               **kwargs) -> np.ndarray:
+        if prompt_type is None:
+            raise ValueError(f"MTEB gave no prompt type for {task_metadata.name} ({task_metadata.type}): LLaRA "
+                             "encodes queries and passages with different prompts, so evaluate retrieval tasks")
+        batches = list(inputs)
+        if prompt_type == PromptType.query:
+            return self.encoder.encode_queries([text for batch in batches for text in batch["text"]])
+        passages = []
+        for batch in batches:
+            bodies = batch.get("body", batch["text"])
+            titles = batch.get("title") or [None] * len(bodies)
+            passages += [join_title(title, body) for title, body in zip(titles, bodies)]
+        return self.encoder.encode_passages(passages)
+
+
+def retrieval_tasks(names: Sequence[str] | None = None) -> list:
+    """The named MTEB tasks, or the retrieval tasks of MTEB(eng, v1) (15, CQADupStack as one)."""
+    import mteb
+
+    if names:
+        return list(mteb.get_tasks(tasks=list(names)))
+    return [task for task in mteb.get_benchmark(BENCHMARK).tasks if task.metadata.type == "Retrieval"]
+
+
+def evaluate(encoder: LlaraMtebEncoder, tasks: Sequence, output_folder: str | None = None,
+             batch_size: int = 32) -> dict[str, float]:
+    """Each task's main score; results are cached in ``output_folder``, so a rerun only runs what is missing."""
+    import mteb
+
+    cache = mteb.ResultCache(output_folder) if output_folder else None
+    result = mteb.evaluate(encoder, list(tasks), cache=cache, encode_kwargs={"batch_size": batch_size})
+    return {task_result.task_name: float(task_result.get_score()) for task_result in result.task_results}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pyserini_llara.mteb", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"llara:MODEL, a hub id or a directory (default {DEFAULT_MODEL})")
+    parser.add_argument("--lora", help="LoRA adapter directory to merge into the model")
+    parser.add_argument("--tasks", nargs="+", help=f"MTEB task names (default: the 15 retrieval tasks of {BENCHMARK})")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="model weights dtype; auto = the device's fast half precision, else float32")
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_TEXT_TOKENS,
+                        help=f"text tokens per query or passage, prompt extra (default {DEFAULT_MAX_TEXT_TOKENS})")
+    parser.add_argument("--output-folder", help="MTEB results cache; a rerun skips the tasks already there")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    encoder = LlaraMtebEncoder(args.model, device=args.device, dtype=args.dtype, lora=args.lora,
+                               batch_size=args.batch_size, max_length=args.max_length)
+    tasks = retrieval_tasks(args.tasks)
+    scores = evaluate(encoder, tasks, args.output_folder, args.batch_size)
+    main_scores = {task.metadata.name: task.metadata.main_score for task in tasks}
+    for task, score in scores.items():
+        print(f"{task}: {main_scores[task]}\t{score:.6f}")
+    mean = "nDCG@10" if set(main_scores.values()) == {"ndcg_at_10"} else "mean main score"
+    print(f"{mean}\t{np.mean(list(scores.values())):.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Encode topics once into Pyserini's encoded-queries format; search and fuse many times.
+
+``python -m pyserini.search.faiss --encoded-queries DIR`` (and ``pyserini.search.hybrid dense
+--encoded-queries DIR``) read ``DIR/embedding.pkl``, a pandas frame of ``id``, ``text`` and
+``embedding``, and look each query up by its text, so a hybrid alpha sweep, a PRF experiment or
+a re-run never loads the model again. ``DIR/meta.json`` records the model (name and
+``model_fingerprint``), the prompt and the settings; a search of an index built by another
+model is refused (``checks``).
+
+Each query is encoded alone by default, exactly as ``pyserini.search.faiss`` encodes one on the
+fly, so that both give byte-identical runs; a larger batch is faster and agrees within 1e-5.
+``python -m pyserini.encode.query --encoder llara:MODEL ...`` runs this same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .registration import DEFAULT_MODEL, model_name
+from .template import DEFAULT_MAX_TEXT_TOKENS, PREFIX, SUFFIXES
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_FILE, META_FILE = "embedding.pkl", "meta.json"
+TOPICS_FORMATS = ("default", "kilt")  # Pyserini's topic formats whose queries are plain text
+PROMPT = PREFIX + "{query}" + SUFFIXES["query"]
+
+
+class QueriesError(ValueError):
+    """Queries that cannot be encoded as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class QueryEncodingConfig:
+    """How to encode; the CLI flags of the same names map onto these fields."""
+
+    encoder: str = "llara"
+    lora: str | None = None
+    add_tokens: bool = False
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = 1
+    max_length: int = DEFAULT_MAX_TEXT_TOKENS
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class EncodedQueriesMeta:
+    """What ``meta.json`` beside ``embedding.pkl`` records."""
+
+    model: str
+    lora: str | None
+    add_tokens: bool
+    model_fingerprint: str
+    dimension: int
+    dtype: str
+    max_length: int
+    prompt: str
+    topics: str
+    topics_format: str
+    count: int
+
+    def save(self, directory: Path) -> None:
+        tmp = directory / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, directory / META_FILE)
+
+    @classmethod
+    def find(cls, directory) -> "EncodedQueriesMeta | None":
+        """The record in an encoded-queries directory; None where there is none (e.g. Pyserini's own)."""
+        if directory is None or not (Path(directory) / META_FILE).is_file():
+            return None
+        try:
+            data = json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
+            return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def read_topics(topics: str, topics_format: str = "default") -> list[tuple[object, str]]:
+    """(id, text) pairs as ``pyserini.search.faiss`` iterates them: its texts are the lookup keys."""
+    from pyserini.query_iterator import TopicsFormat, get_query_iterator
+
+    if topics_format not in TOPICS_FORMATS:
+        raise QueriesError(f"topics format {topics_format!r} has no text queries to encode; "
+                           f"choose one of {', '.join(TOPICS_FORMATS)}")
+    pairs = list(get_query_iterator(topics, TopicsFormat(topics_format)))
+    if not pairs:
+        raise QueriesError(f"topics {topics} hold no queries")
+    textless = [qid for qid, text in pairs if not isinstance(text, str)]
+    if textless:
+        raise QueriesError(f"topics {topics}: query {textless[0]!r} has no text (Pyserini reads a .jsonl topics file "
+                           'as one {"qid": ..., "title": TEXT} per line)')
+    return pairs
+
+
+def output_directory(output: str | os.PathLike) -> Path:
+    """``DIR`` or ``DIR/embedding.pkl`` (how Pyserini's own ``--output`` is often given) -> DIR."""
+    path = Path(output)
+    if path.name == EMBEDDING_FILE:
+        return path.parent
+    if path.suffix == ".pkl":
+        raise QueriesError(f"--output {output}: give the encoded-queries directory; {EMBEDDING_FILE} is "
+                           "written in it, the name that --encoded-queries DIR reads")
+    return path
+
+
+def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncodingConfig = QueryEncodingConfig(), *,
+                   topics_format: str = "default", overwrite: bool = False) -> Path:
+    """Encode the queries of ``topics`` (a Pyserini topic name or a TSV/JSONL/... file) with LLaRA
+    into the encoded-queries directory ``output``; returns it.
+
+    An ``output`` that already holds encoded queries is refused unless ``overwrite``.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .encoding import LlaraEncoder
+    from .modeling import model_fingerprint
+
+    directory = output_directory(output)
+    if (directory / EMBEDDING_FILE).exists() and not overwrite:
+        raise QueriesError(f"{directory / EMBEDDING_FILE} already exists; pass --overwrite to replace it, "
+                           "or choose another --output")
+    pairs = read_topics(topics, topics_format)
+    name = model_name(config.encoder)
+    encoder = LlaraEncoder.from_pretrained(name, lora=config.lora, dtype=config.dtype, device=config.device,
+                                           add_tokens=config.add_tokens, batch_size=config.batch_size,
+                                           max_text_tokens=config.max_length)
+    texts = [text for _, text in pairs]
+    with tqdm(total=len(texts), desc="encoding queries", unit="query", dynamic_ncols=True) as bar:
+        vectors = encoder.encode_queries(texts, progress=bar.update)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame({"id": [qid for qid, _ in pairs], "text": texts, "embedding": list(vectors)})
+    tmp = directory / (EMBEDDING_FILE + ".tmp")
+    frame.to_pickle(tmp)
+    os.replace(tmp, directory / EMBEDDING_FILE)
+    EncodedQueriesMeta(model=name, lora=config.lora, add_tokens=config.add_tokens,
+                       model_fingerprint=model_fingerprint(name, config.lora), dimension=encoder.dimension,
+                       dtype=str(encoder.model.dtype).removeprefix("torch."), max_length=config.max_length,
+                       prompt=PROMPT, topics=str(topics), topics_format=topics_format,
+                       count=len(pairs)).save(directory)
+    logger.info("wrote %d encoded queries to %s", len(pairs), directory)
+    return directory
+
+
+def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Encode topics with a LLaRA model into Pyserini's encoded-queries format (DIR/embedding.pkl, "
+                    "and DIR/meta.json naming the model), for "
+                    "`python -m pyserini.search.faiss --encoded-queries DIR` and `pyserini.search.hybrid`.",
+        epilog="Each query is encoded alone by default, as pyserini.search.faiss encodes it on the fly, so that "
+               "both give byte-identical runs; --batch-size 64 is faster (within 1e-5 of that).")
+    parser.add_argument("--topics", required=True,
+                        help="a Pyserini topic name (e.g. msmarco-passage-dev-subset) or a topics file "
+                             "(.tsv/.txt: qid<TAB>text; .jsonl: {\"qid\": ..., \"title\": text}; .json; .trec)")
+    parser.add_argument("--topics-format", default="default", choices=TOPICS_FORMATS,
+                        help="Pyserini's topics format (default: default)")
+    parser.add_argument("--encoder", default="llara",
+                        help=f"llara:MODEL, a model directory, a .gguf file or a hub id (default llara = {DEFAULT_MODEL})")
+    parser.add_argument("--output", required=True, help="encoded-queries directory to write")
+    parser.add_argument("--lora", help="LoRA adapter directory to merge into the model")
+    parser.add_argument("--add-tokens", action="store_true",
+                        help="add <s1>..<s16> to a base LLM that lacks them (zero-shot, unadapted)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
+    parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="model precision (default float32, as pyserini.search.faiss without --fp16; "
+                             "auto = the device's fast half precision, as with --fp16)")
+    parser.add_argument("--batch-size", type=int, default=1, help="queries per forward pass (default 1)")
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_TEXT_TOKENS,
+                        help=f"text tokens kept per query; the prompt is added on top (default {DEFAULT_MAX_TEXT_TOKENS})")
+    parser.add_argument("--overwrite", action="store_true", help="replace encoded queries already in --output")
+    if pyserini_flags:  # pyserini.encode.query's options for other encoders: accepted, and they change nothing
+        for flag in ("--pooling", "--prefx", "--weight-range", "--quant-range"):
+            parser.add_argument(flag, help=argparse.SUPPRESS)
+        parser.add_argument("--l2-norm", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m pyserini_llara.queries",
+         pyserini_flags: bool = False) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    for name in ("pyserini_llara", __name__):
+        logging.getLogger(name).setLevel(logging.INFO)
+    args = vars(_build_parser(prog, pyserini_flags).parse_args(argv))
+    ignored = [flag for flag in ("pooling", "prefx", "weight_range", "quant_range", "l2_norm") if args.pop(flag, None)]
+    if ignored:
+        logger.warning("ignoring %s: LLaRA pools its own placeholder tokens and normalises its vectors",
+                       ", ".join("--" + flag.replace("_", "-") for flag in ignored))
+    topics, output, topics_format = args.pop("topics"), args.pop("output"), args.pop("topics_format")
+    overwrite = args.pop("overwrite")
+    try:
+        encode_queries(topics, output, QueryEncodingConfig(**args), topics_format=topics_format, overwrite=overwrite)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

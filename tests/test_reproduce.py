@@ -1,0 +1,303 @@
+"""The reproduction matrix: valid ids everywhere, the right BEIR commands, and a row that runs end to end."""
+
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import ir_datasets
+import ir_measures
+import pytest
+import yaml
+from test_cli_e2e import TOPICS, collection  # noqa: F401  (the fixture: a 30-document JSONL collection)
+from test_doors import pyserini_cli
+
+from pyserini_llara import reproduce
+from pyserini_llara.encoding import LlaraEncoder
+from pyserini_llara.reproduce import MatrixError, Step, StepError, load_matrix, main, plan, run_steps, select
+
+ROOT = Path(__file__).resolve().parents[1]
+FORUMS = ["android", "english", "gaming", "gis", "mathematica", "physics", "programmers", "stats", "tex", "unix",
+          "webmasters", "wordpress"]
+# The 14 public BEIR test sets (CQADupStack as its 12 forums) and MS MARCO dev as BEIR lists it.
+BEIR_TEST_SETS = {"beir/trec-covid", "beir/nfcorpus/test", "beir/nq", "beir/hotpotqa/test", "beir/fiqa/test",
+                  "beir/arguana", "beir/webis-touche2020/v2", "beir/quora/test", "beir/dbpedia-entity/test",
+                  "beir/scidocs", "beir/fever/test", "beir/climate-fever", "beir/scifact/test", "beir/msmarco/dev",
+                  *(f"beir/cqadupstack/{forum}" for forum in FORUMS)}
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    return load_matrix()
+
+
+def dry_run(capsys, *args) -> list[str]:
+    assert main([*args, "--dry-run"]) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if line and not line.startswith("#")]
+
+
+def test_beir_dry_run_names_valid_ir_datasets_ids_for_every_public_test_set(capsys, tmp_path):
+    commands = [shlex.split(line) for line in dry_run(capsys, "--group", "beir", "--work-dir", str(tmp_path))]
+    exported = {c[4] for c in commands if c[:4] == ["python", "-m", "ir_datasets", "export"]}
+    scorers = [c for c in commands if c[:3] == ["python", "-m", "ir_measures"]]
+    judged = {c[5] for c in scorers}
+    indexed = {c[c.index("--corpus") + 1] for c in commands if "pyserini_llara.index" in c}
+    assert exported == judged == BEIR_TEST_SETS
+    assert indexed == {i.removesuffix("/test").removesuffix("/dev").removesuffix("/v2") for i in BEIR_TEST_SETS}
+    for dataset_id in exported | indexed:
+        assert dataset_id in ir_datasets.registry, dataset_id
+    for dataset_id in exported:
+        dataset = ir_datasets.load(dataset_id)
+        assert dataset.has_queries() and dataset.has_qrels(), dataset_id
+    assert all(c[-2:] == ["nDCG@10", "R@100"] for c in scorers)
+    searches = [c for c in commands if c[2].startswith("pyserini.search")]
+    assert len(searches) == 2 * len(BEIR_TEST_SETS) - 1  # BM25 beside every test set but MS MARCO's
+    assert all(c[c.index("--hits") + 1] == "1000" and "--remove-query" in c for c in searches)
+    assert all(c[c.index("--max-length") + 1] == "512" for c in commands if "pyserini_llara.index" in c)
+
+
+def test_every_named_collection_topic_set_and_qrels_exists(matrix):
+    from pyserini.prebuilt_index_info import TF_INDEX_INFO
+    from pyserini.search._base import topics_mapping
+
+    for row in matrix.values():
+        if row.kind in ("dense", "bm25"):
+            assert row.qrels in ir_datasets.registry and ir_datasets.load(row.qrels).has_qrels(), row.id
+            assert row.topics in ir_datasets.registry or row.topics in topics_mapping, row.id
+        if row.kind == "dense":
+            assert row.corpus.startswith("hf:") or ir_datasets.load(row.corpus).has_docs(), row.id
+        if row.kind == "bm25":
+            assert row.index in TF_INDEX_INFO, row.id
+
+
+def test_bm25_expectations_are_pyserini_two_click_reproductions(matrix):
+    import pyserini
+
+    twocr = Path(pyserini.__file__).parent / "2cr"
+    beir = yaml.safe_load((twocr / "beir.yaml").read_text())
+    flat = next(c for c in beir["conditions"] if c["name"] == "bm25-flat")
+    expected = {f"beir-v1.0.0-{d['dataset']}.flat": d["scores"][0] for d in flat["datasets"]}
+    rows = [row for row in matrix.values() if row.condition == "bm25-flat"]
+    assert len(rows) == 13 + 12
+    for row in rows:
+        assert row.expected == {"nDCG@10": expected[row.index]["nDCG@10"], "R@100": expected[row.index]["R@100"]}
+    passage = yaml.safe_load((twocr / "msmarco-v1-passage.yaml").read_text())
+    scores = {t["topic_key"]: t["scores"][0] for c in passage["conditions"] if c["name"] == "bm25-default"
+              for t in c["topics"]}
+    assert matrix["msmarco-passage/dev/bm25"].expected == {"RR@10": scores["msmarco-v1-passage.dev"]["MRR@10"],
+                                                          "R@1000": scores["msmarco-v1-passage.dev"]["R@1K"]}
+    assert matrix["msmarco-passage/trec-dl-2020/bm25"].expected == {"nDCG@10": scores["dl20-passage"]["nDCG@10"]}
+
+
+def test_cqadupstack_is_the_mean_of_its_12_forums(matrix):
+    for condition in ("llara-beir", "bm25-flat"):
+        row = matrix[f"beir/cqadupstack/{condition}"]
+        assert row.parts == tuple(f"beir/cqadupstack/{forum}/{condition}" for forum in FORUMS)
+    bm25 = matrix["beir/cqadupstack/bm25-flat"]
+    forums = [matrix[p].expected["nDCG@10"] for p in bm25.parts]
+    assert bm25.expected["nDCG@10"] == pytest.approx(sum(forums) / 12)
+    assert matrix["beir/cqadupstack/llara-beir"].expected == {}  # nothing published: measured, not judged
+    assert len(matrix["beir/average/llara-beir"].parts) == 14
+    ordered = [row.id for row in select(matrix, ["beir/average/llara-beir"])]
+    assert ordered[-1] == "beir/average/llara-beir" and len(ordered) == 14 + 12 + 1
+    assert ordered.index("beir/cqadupstack/android/llara-beir") < ordered.index("beir/cqadupstack/llara-beir")
+
+
+def test_gpu_rows_are_unverified_with_their_sources(matrix, capsys, tmp_path):
+    assert main(["--list", "--work-dir", str(tmp_path)]) == 0
+    listing = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(listing) == set(matrix)
+    for row in matrix.values():
+        if "gpu" in row.groups:
+            assert row.measured is None and listing[row.id].rstrip().endswith("unverified"), row.id
+            assert row.source, row.id
+    assert matrix["msmarco-passage/trec-dl-2019/llara-passage"].expected == {}
+    assert "none published" in listing["msmarco-passage/trec-dl-2019/llara-passage"]
+
+
+def test_the_demo_rows_as_measured_here_pass(matrix):
+    demo = [row for row in matrix.values() if row.kind == "demo"]
+    assert len(demo) == 5
+    for row in demo:
+        assert row.measured is not None, row.id
+        assert reproduce.judge(row, row.measured.values).status == "pass", row.id
+
+
+def test_demo_rows_run_the_pipeline_once_with_flags_it_accepts(matrix, capsys, tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    import insuranceqa_pipeline
+
+    lines = dry_run(capsys, "--group", "demo", "--work-dir", str(tmp_path))
+    pipelines = [shlex.split(line) for line in lines if "insuranceqa_pipeline.py" in line]
+    assert len({tuple(p) for p in pipelines}) == 1 and len(pipelines) == 5
+    args = insuranceqa_pipeline.parse_args(pipelines[0][2:])
+    assert (args.questions, args.pool, args.adapt_steps, args.finetune_steps) == (100, 300, 30, 20)
+    assert args.output == tmp_path / "insuranceqa"
+    runs = [shlex.split(line)[6] for line in lines if "ir_measures" in line]
+    assert [Path(r).stem for r in runs] == ["bm25", "base", "adapted", "finetuned", "finetuned-bm25"]
+
+
+def test_the_beir_example_script_names_every_beir_dataset_row(matrix):
+    script = (ROOT / "examples" / "beir" / "evaluate.sh").read_text()
+    names = re.search(r"# DATASET: (.*?)\(the row", script, re.S).group(1).replace("#", " ").split()
+    rows = {row_id for row_id in matrix if re.fullmatch(r"beir/[^/]+/llara-beir", row_id)}
+    assert {f"beir/{name}/llara-beir" for name in names} == rows - {"beir/average/llara-beir"}
+
+
+def test_readme_shows_the_matrix_and_a_row_as_the_cli_prints_them(capsys, tmp_path, matrix):
+    readme = (ROOT / "README.md").read_text()
+    assert main(["--list", "--markdown", "--work-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() in readme
+    assert reproduce.sources(matrix.values()) in readme
+    assert "\n".join(dry_run(capsys, "--row", "beir/scifact/llara-beir")) in readme
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": "red"}, "unknown field"),
+    ({"expected": {"nDCG@20": 0.5}}, "not among its metrics"),
+    ({"source": ""}, "need a source"),
+    ({"metrics": ["nDCG@ten"]}, "not an ir-measures measure"),
+    ({"kind": "sparse"}, "kind must be one of"),
+    ({"qrels": None}, "needs qrels"),
+])
+def test_a_bad_row_is_refused_naming_the_row(tmp_path, change, message):
+    row = {"id": "my/row", "kind": "bm25", "index": "x", "topics": "t", "qrels": "q", "metrics": ["nDCG@10"],
+           "expected": {"nDCG@10": 0.5}, "source": "a paper", **change}
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump({"rows": [row]}))
+    with pytest.raises(MatrixError, match=message) as error:
+        load_matrix(path)
+    assert "my/row" in str(error.value)
+
+
+def test_an_unknown_row_names_the_nearest(matrix):
+    with pytest.raises(MatrixError, match="did you mean beir/scifact/llara-beir"):
+        select(matrix, ["beir/scifact/llara"])
+
+
+def test_steps_resume_and_a_failed_step_leaves_no_output(tmp_path):
+    first, second, third = tmp_path / "first.txt", tmp_path / "second.txt", tmp_path / "third.txt"
+
+    def write(path, text, inputs=()):
+        return Step(("python", "-c", f"print({text!r})"), stdout=str(path), creates=str(path), inputs=inputs)
+
+    steps = [write(first, "one"), write(second, "two"), write(third, "three", inputs=(str(first),)),
+             Step(("python", "-c", "print('nDCG@10\\t0.5')"))]
+    log = []
+    assert reproduce.parse_scores(run_steps(steps, log.append), ["nDCG@10"]) == {"nDCG@10": 0.5}
+    assert first.read_text() == "one\n" and all(line.startswith("$ ") for line in log)
+
+    log.clear()
+    first.unlink()
+    run_steps(steps, log.append)
+    # what is missing, what reads it, and the scorer; the second step reads nothing that was made again
+    assert [line[:2] for line in log] == ["$ ", "[d", "$ ", "$ "]
+
+    log.clear()
+    failing = Step(("python", "-c", "print('half'); raise SystemExit(3)"), stdout=str(second), creates=str(second))
+    second.unlink()
+    with pytest.raises(StepError, match="exit status 3"):
+        run_steps([steps[0], failing], log.append)
+    assert not second.exists()
+
+
+def test_another_model_gets_its_own_index_and_run_and_is_measured_not_judged(matrix, tmp_path):
+    row = matrix["beir/scifact/llara-beir"]
+    mine = reproduce.with_model(row, "runs/llara-scifact")
+    ours, theirs = plan(row, tmp_path), plan(mine, tmp_path)
+    assert "llara:runs/llara-scifact" in str(theirs[1]) and "llara:runs/llara-scifact" in str(theirs[2])
+    assert {s.creates for s in ours[1:4]}.isdisjoint({s.creates for s in theirs[1:4]})  # index, queries, run
+    assert ours[0] == theirs[0]  # the exported topics are shared
+    assert reproduce.judge(mine, {"nDCG@10": 0.1, "R@100": 0.2}).status == "measured"
+
+
+@pytest.mark.parametrize("cache", ["pyserini_llara.index", "pyserini_llara.queries"])
+def test_a_cached_index_or_encoded_queries_of_other_weights_are_refused(matrix, tiny_llara, tmp_path, cache):
+    from pyserini_llara.modeling import model_fingerprint
+
+    row = reproduce.with_model(matrix["beir/scifact/llara-beir"], str(tiny_llara))
+    step = next(s for s in plan(row, tmp_path) if s.argv[:3] == ("python", "-m", cache))
+    directory = Path(step.creates).parent
+    directory.mkdir(parents=True)
+    Path(step.creates).write_text(json.dumps({"model_fingerprint": model_fingerprint(str(tiny_llara))}))
+    (directory / "meta.json").write_text(json.dumps({"model_fingerprint": model_fingerprint(str(tiny_llara))}))
+    log = []
+    run_steps([step], log.append)
+    assert log == [f"[done] {step}"]
+    (directory / "meta.json").write_text(json.dumps({"model_fingerprint": "0123456789abcdef"}))
+    with pytest.raises(StepError, match=f"{directory} was made from other weights"):
+        run_steps([step], log.append)
+
+
+def test_judging_respects_the_tolerance(matrix):
+    row = matrix["beir/scifact/llara-beir"]  # expected nDCG@10 0.754, tolerance 0.01
+    assert reproduce.judge(row, {"nDCG@10": 0.760, "R@100": 0.9}).status == "pass"
+    assert reproduce.judge(row, {"nDCG@10": 0.770, "R@100": 0.9}).status == "fail"
+    assert reproduce.judge(matrix["beir/nq/llara-beir"], {"nDCG@10": 0.1, "R@100": 0.9}).status == "measured"
+
+
+def independent_scores(collection, model, metrics):
+    """The row's scores without Pyserini or faiss: our encoder, a dot product, every document ranked."""
+    encoder = LlaraEncoder.from_pretrained(str(model), dtype="float32")
+    docs = [json.loads(line) for line in (collection / "corpus.jsonl").read_text().splitlines()]
+    scores = encoder.encode_queries(list(TOPICS.values())) @ encoder.encode_passages([d["contents"] for d in docs]).T
+    run = {qid: {d["id"]: float(s) for d, s in zip(docs, row)} for qid, row in zip(TOPICS, scores)}
+    qrels = ir_measures.read_trec_qrels(str(collection / "qrels.txt"))
+    values = ir_measures.calc_aggregate([ir_measures.parse_measure(m) for m in metrics], qrels, run)
+    return {str(m): float(v) for m, v in values.items()}
+
+
+@pytest.mark.slow
+def test_a_row_runs_end_to_end_as_dry_run_prints_and_a_wrong_expectation_fails(collection, tiny_llara, tmp_path,
+                                                                                 capsys):
+    """Also: the queries are encoded once for the three rows (two index types) and give the on-the-fly run."""
+    metrics = ["nDCG@10", "RR@10"]
+    expected = independent_scores(collection, tiny_llara, metrics)
+    condition = {"kind": "dense", "model": str(tiny_llara), "corpus": str(collection / "corpus.jsonl"),
+                 "topics": str(collection / "topics.tsv"), "qrels": str(collection / "qrels.txt"), "hits": 10,
+                 "precision": "float32", "device": "cpu", "batch_size": 8, "metrics": metrics, "tolerance": 1e-4,
+                 "source": "computed by the test"}
+    wrong = {m: v + 0.05 for m, v in expected.items()}
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump({"conditions": {"tiny": condition}, "rows": [
+        {"id": "tiny/right", "condition": "tiny", "expected": expected},
+        {"id": "tiny/wrong", "condition": "tiny", "expected": wrong},
+        {"id": "tiny/hnsw", "condition": "tiny", "index_type": "HNSW32"}]}))
+    args = ["--matrix", str(path), "--work-dir", str(tmp_path / "work"), "--row", "tiny/right"]
+    args_all = [*args, "--row", "tiny/wrong", "--row", "tiny/hnsw"]
+
+    planned = dry_run(capsys, *args_all)
+    assert main(args_all) == 1  # the wrong expectation fails
+    out = capsys.readouterr().out
+    ran = [re.sub(r"^(\$|\[done\]) ", "", line) for line in out.splitlines() if line.startswith(("$ ", "[done] "))]
+    assert ran == planned
+
+    def first_words(module):
+        return [line.split()[0] for line in out.splitlines() if f"-m {module} " in line]
+
+    assert first_words("pyserini_llara.index") == ["$", "[done]", "$"]  # the HNSW row builds its own index
+    assert first_words("pyserini_llara.queries") == ["$", "[done]", "[done]"]  # every row reads the same queries
+    assert first_words("pyserini.search.faiss") == ["$", "$", "$"]
+    table = {line.split()[0]: line for line in out.splitlines() if line.startswith("tiny/")}
+    assert table["tiny/right"].endswith("pass") and table["tiny/wrong"].endswith("FAIL")
+    assert table["tiny/hnsw"].endswith("no expected value")
+
+    records = [json.loads(line) for line in (tmp_path / "work" / "results.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["status"]) for r in records] == [("tiny/right", "pass"), ("tiny/wrong", "fail"),
+                                                          ("tiny/hnsw", "measured")]
+    assert records[0]["measured"] == pytest.approx(expected, abs=1e-4)
+    right = plan(load_matrix(path)["tiny/right"], tmp_path / "work")
+    assert records[0]["commands"] == planned[:len(right)]
+
+    search = right[-2].argv
+    assert search[search.index("--encoded-queries") + 1] == str(Path(right[-3].creates).parent)
+    assert "--encoder" not in search
+    index, topics, run = (search[search.index(flag) + 1] for flag in ("--index", "--topics", "--output"))
+    on_the_fly = tmp_path / "on-the-fly.trec"  # Pyserini encodes each query as it searches it
+    assert pyserini_cli("pyserini.search.faiss", "--index", index, "--topics", topics,
+                        "--encoder", f"llara:{tiny_llara}", "--output", on_the_fly, "--hits", "10") == 0
+    assert Path(run).read_bytes() == on_the_fly.read_bytes()
+
+    assert main(args) == 0  # a rerun of the right row only scores again
+    assert sum(line.startswith("$ ") for line in capsys.readouterr().out.splitlines()) == 1
