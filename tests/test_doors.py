@@ -43,10 +43,10 @@ def world(tmp_path_factory, tiny_llara):
     (root / "corpus.jsonl").write_text("".join(json.dumps({"id": docid, "title": title, "text": text}) + "\n"
                                                for docid, title, text in documents()))
     (root / "topics.tsv").write_text("".join(f"{qid}\t{text}\n" for qid, text in TOPICS.items()))
-    build_index(root / "corpus.jsonl", root / "index", IndexConfig(encoder=f"llara:{tiny_llara}"))
+    build_index(root / "corpus.jsonl", root / "index", IndexConfig(encoder=f"llara:{tiny_llara}", dtype="float32"))
     plain = root / "plain-model"  # a name without "llara": only --encoder-class can say what it is
     plain.symlink_to(tiny_llara, target_is_directory=True)
-    reference = LlaraEncoder.from_pretrained(str(tiny_llara))
+    reference = LlaraEncoder.from_pretrained(str(tiny_llara), dtype="float32")
     index = faiss.read_index(str(root / "index" / "index"))
     return SimpleNamespace(root=root, model=tiny_llara, plain=plain, reference=reference, index=root / "index",
                            docs=index.reconstruct_n(0, index.ntotal), docids=[d for d, _, _ in documents()],
@@ -213,7 +213,7 @@ def test_an_index_without_a_fingerprint_is_searched_without_the_model_check(worl
                                                                            unfingerprinted_index, tmp_path):
     assert search(world, "--index", unfingerprinted_index, "--encoder", f"llara:{other_models.same_size}",
                   output=tmp_path / "run") == 0
-    other = LlaraEncoder.from_pretrained(str(other_models.same_size))
+    other = LlaraEncoder.from_pretrained(str(other_models.same_size), dtype="float32")
     assert_same_run(read_run(tmp_path / "run"), expected_run(world, other.encode_queries(list(TOPICS.values()))))
 
 

@@ -139,7 +139,7 @@ def test_new_token_rows_are_the_mean_or_transformers_random_init(tiny_base):
     old = original.get_input_embeddings().weight.shape[0]
 
     def rows(**kwargs):
-        model, _ = load_model(str(tiny_base), add_tokens=True, causal_lm=True, **kwargs)
+        model, _ = load_model(str(tiny_base), add_tokens=True, causal_lm=True, dtype="float32", **kwargs)
         for matrix, before in ((model.get_input_embeddings(), original.get_input_embeddings()),
                                (model.get_output_embeddings(), original.get_output_embeddings())):
             torch.testing.assert_close(matrix.weight[:old], before.weight, rtol=0, atol=0)

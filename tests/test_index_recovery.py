@@ -101,7 +101,7 @@ def test_a_real_kill_while_swapping_in_the_new_index_is_finished_by_resume(refer
     output = tmp_path / "index"
     shutil.copytree(old_index, output)
     command = ["--corpus", str(corpus), "--output", str(output), "--encoder", f"llara:{tiny_llara}",
-               "--batch-size", "4", "--chunk-size", "8"]
+               "--dtype", "float32", "--batch-size", "4", "--chunk-size", "8"]
     killed = subprocess.run([sys.executable, "-m", "pyserini_llara.index", *command, "--overwrite"],
                             env={**os.environ, CRASH_ENV: "build:swapping"}, capture_output=True, text=True)
     assert killed.returncode == 137, killed.stderr[-2000:]
