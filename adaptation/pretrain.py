@@ -28,7 +28,7 @@ from typing import Literal
 from pyserini_llara.cli import add_debug_flag, one_line_errors
 from pyserini_llara.modeling import ModelLoadError
 
-from .data import (READY_KEYS, DataError, JsonlExamples, PaperWindows, PretrainCollator, ReleaseWindows,
+from .data import (READY_KEYS, JsonlExamples, PaperWindows, PretrainCollator, ReleaseWindows,
                    expand_sources)
 from .objective import LossWeights, PretrainObjective
 from .prepare import ChunkArguments, HelpFormatter, PrepareArguments, prepare

@@ -41,9 +41,10 @@ import numpy as np
 
 from .cli import add_debug_flag, debugging, error_line
 from .corpus import Document, read_corpus
+from .encoder_config import EncoderConfig
 from .modeling import model_fingerprint
 from .precision import PRECISIONS, resolve_dtype
-from .registration import DEFAULT_MODEL, model_name
+from .registration import DEFAULT_MODEL
 from .template import DEFAULT_MAX_TEXT_TOKENS
 
 logger = logging.getLogger(__name__)
@@ -67,16 +68,9 @@ class IndexBuildError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class IndexConfig:
+class IndexConfig(EncoderConfig):
     """How to encode and index; the CLI flags of the same names map onto these fields."""
 
-    encoder: str = "llara"
-    lora: str | None = None
-    add_tokens: bool = False
-    device: str = "cpu"
-    dtype: str = "auto"  # precision.resolve_dtype: bf16 where the device runs it natively, else float32
-    batch_size: int = 32
-    max_length: int = DEFAULT_MAX_TEXT_TOKENS
     index_type: str = "Flat"
     nprobe: int | None = None
     chunk_size: int = 4096
@@ -84,7 +78,8 @@ class IndexConfig:
     shard_num: int = 1
 
     def __post_init__(self):
-        for name in ("batch_size", "max_length", "chunk_size", "shard_num"):
+        super().__post_init__()
+        for name in ("chunk_size", "shard_num"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.shard_id < self.shard_num:
@@ -379,8 +374,6 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
     """
     from tqdm import tqdm
 
-    from .encoding import LlaraEncoder
-
     if resume and overwrite:
         raise ValueError("choose resume or overwrite, not both")
     output, corpus = Path(output), str(corpus)
@@ -391,20 +384,18 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
     if resume and found.entries and found.complete is None and found.building is None:
         raise IndexBuildError(f"cannot resume: {output} holds neither an index nor a build in progress (no "
                               f"{META_FILE} or {CHUNK_DIR}/{META_FILE}); use --overwrite to replace it")
-    encoder = LlaraEncoder.from_pretrained(model_name(config.encoder), lora=config.lora, dtype=config.dtype,
-                                           device=config.device, add_tokens=config.add_tokens,
-                                           batch_size=config.batch_size, max_text_tokens=config.max_length)
+    encoder = config.load()
     new_index(encoder.dimension, config.index_type, config.nprobe)  # a bad index type fails before encoding
     total, fingerprints = _scan(corpus, config.chunk_size)
     if total == 0:
         raise IndexBuildError(f"{corpus} holds no documents")
     start, end = shard_range(total, config.chunk_size, config.shard_id, config.shard_num)
-    meta = IndexMeta(model=model_name(config.encoder), lora=config.lora, add_tokens=config.add_tokens,
+    meta = IndexMeta(model=config.model, lora=config.lora, add_tokens=config.add_tokens,
                      max_length=config.max_length, dimension=encoder.dimension,
                      dtype=resolve_dtype(config.dtype, config.device), index_type=config.index_type,
                      nprobe=config.nprobe, corpus=corpus, corpus_count=total, shard_id=config.shard_id,
                      shard_num=config.shard_num, start=start, end=end, chunk_size=config.chunk_size,
-                     model_fingerprint=model_fingerprint(model_name(config.encoder), config.lora),
+                     model_fingerprint=model_fingerprint(config.model, config.lora),
                      corpus_fingerprint=corpus_fingerprint(fingerprints))
     if resume and found.finished:
         changed = differences(found.complete, meta, ENCODING_KEYS + LAYOUT_KEYS)

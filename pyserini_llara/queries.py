@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .registration import DEFAULT_MODEL, model_name
+from .encoder_config import EncoderConfig
+from .registration import DEFAULT_MODEL
 from .template import DEFAULT_MAX_TEXT_TOKENS, PREFIX, SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -38,21 +39,12 @@ class QueriesError(ValueError):
 
 
 @dataclass(frozen=True)
-class QueryEncodingConfig:
-    """How to encode; the CLI flags of the same names map onto these fields."""
+class QueryEncodingConfig(EncoderConfig):
+    """How to encode; float32 and one query at a time by default, as ``pyserini.search.faiss`` without
+    ``--fp16`` encodes, so that a search with these encoded queries gives the same run."""
 
-    encoder: str = "llara"
-    lora: str | None = None
-    add_tokens: bool = False
-    device: str = "cpu"
     dtype: str = "float32"
     batch_size: int = 1
-    max_length: int = DEFAULT_MAX_TEXT_TOKENS
-
-    def __post_init__(self):
-        for name in ("batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +118,6 @@ def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncoding
     import pandas as pd
     from tqdm import tqdm
 
-    from .encoding import LlaraEncoder
     from .modeling import model_fingerprint
 
     directory = output_directory(output)
@@ -134,10 +125,8 @@ def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncoding
         raise QueriesError(f"{directory / EMBEDDING_FILE} already exists; pass --overwrite to replace it, "
                            "or choose another --output")
     pairs = read_topics(topics, topics_format)
-    name = model_name(config.encoder)
-    encoder = LlaraEncoder.from_pretrained(name, lora=config.lora, dtype=config.dtype, device=config.device,
-                                           add_tokens=config.add_tokens, batch_size=config.batch_size,
-                                           max_text_tokens=config.max_length)
+    name = config.model
+    encoder = config.load()
     texts = [text for _, text in pairs]
     with tqdm(total=len(texts), desc="encoding queries", unit="query", dynamic_ncols=True) as bar:
         vectors = encoder.encode_queries(texts, progress=bar.update)
