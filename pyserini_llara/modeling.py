@@ -20,6 +20,7 @@ from .template import add_special_tokens, ensure_pad_token, missing_special_toke
 
 logger = logging.getLogger(__name__)
 
+
 class ModelLoadError(OSError):
     pass
 
@@ -257,7 +258,7 @@ _WHOLE_FILE_LIMIT = 64 << 20
 _SAMPLES, _SAMPLE_BYTES = 64, 64 << 10
 
 
-def _local_dir(name_or_path: str) -> Path | None:
+def local_model_dir(name_or_path: str) -> Path | None:
     """A hub id's snapshot in the local cache (no download), or the path itself when it exists."""
     if os.path.exists(name_or_path):
         return Path(name_or_path)
@@ -296,7 +297,7 @@ def model_fingerprint(name_or_path: str, lora: str | None = None) -> str:
     digest = hashlib.sha256()
     parts = [(source.base, source.gguf_file)] + ([(source.adapter, None)] if source.adapter else [])
     for name, single in parts:
-        directory = _local_dir(name)
+        directory = local_model_dir(name)
         if directory is None:
             digest.update(f"hub:{name}\n".encode())
             continue

@@ -22,7 +22,6 @@ import difflib
 import hashlib
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -373,12 +372,14 @@ def _check_cached(step: Step) -> None:
 
     A hub model absent from the local cache cannot be compared and is taken as it was.
     """
-    from .modeling import model_fingerprint
+    from .modeling import local_model_dir, model_fingerprint
 
     directory = Path(step.creates).parent
     recorded = json.loads((directory / "meta.json").read_text()).get("model_fingerprint")
+    if not recorded or local_model_dir(step.model) is None:
+        return
     current = model_fingerprint(step.model)
-    if recorded and not current.startswith("hub:") and recorded != current:
+    if recorded != current:
         raise StepError(f"{directory} was made from other weights of {step.model} (fingerprint {recorded}, now "
                         f"{current}); remove that directory to make it again")
 
@@ -472,14 +473,8 @@ def hardware(device: str) -> str:
 
     if device.startswith("cuda"):
         return precision.describe(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     auto = precision.fast_low_precision("cpu") or "float32"
-    return f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} (torch {precision.cpu_capability()}, auto = {auto})"
+    return f"{precision.cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} (torch {precision.cpu_capability()}, auto = {auto})"
 
 
 def _versions() -> dict[str, str]:

@@ -232,6 +232,18 @@ def test_a_cached_index_or_encoded_queries_of_other_weights_are_refused(matrix, 
         run_steps([step], log.append)
 
 
+def test_a_cache_of_a_hub_model_absent_from_the_local_cache_is_taken_as_it_was(matrix, tmp_path):
+    """Its weights cannot be read, so there is nothing to compare the recorded fingerprint with."""
+    row = reproduce.with_model(matrix["beir/scifact/llara-beir"], "no-such-owner/no-such-model")
+    step = next(s for s in plan(row, tmp_path) if s.argv[:3] == ("python", "-m", "pyserini_llara.index"))
+    Path(step.creates).parent.mkdir(parents=True)
+    Path(step.creates).write_text("")
+    (Path(step.creates).parent / "meta.json").write_text(json.dumps({"model_fingerprint": "0123456789abcdef"}))
+    log = []
+    run_steps([step], log.append)
+    assert log == [f"[done] {step}"]
+
+
 def test_judging_respects_the_tolerance(matrix):
     row = matrix["beir/scifact/llara-beir"]  # expected nDCG@10 0.754, tolerance 0.01
     assert reproduce.judge(row, {"nDCG@10": 0.760, "R@100": 0.9}).status == "pass"
