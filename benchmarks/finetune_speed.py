@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from pyserini_llara.precision import MIXED_PRECISIONS
+
 PADDINGS = ("max_length", "one_pass", "chunks")
 
 
@@ -153,7 +155,7 @@ def main():
     parser.add_argument("--passage-max-len", type=int, default=160)
     parser.add_argument("--chunk", type=int, default=8, help="passages per forward pass in the chunks configuration")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
+    parser.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISIONS,
                         help="autocast precision; auto = bf16 where the device runs it natively, fp16 on older GPUs, "
                              "else none")
     parser.add_argument("--config", help=argparse.SUPPRESS)  # internal: run one configuration, print JSON

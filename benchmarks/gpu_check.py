@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import machine
-from pyserini_llara.precision import resolve_dtype
+from pyserini_llara.precision import PRECISIONS, resolve_dtype
 
 # Dense bf16 (= fp16) tensor-core peak (no sparsity), by a substring of torch.cuda.get_device_name.
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU-sized shapes (hidden 256, 2 layers, 10k x 256 vectors)")
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--gpus", type=int, default=8, help="GPUs in the MS MARCO encoding projection")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+    parser.add_argument("--dtype", default="auto", choices=PRECISIONS,
                         help="weights precision; auto = bf16 on cards (and CPUs) that run it natively, fp16 on "
                              "older cards, fp32 on other CPUs")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (after every step)")

@@ -24,8 +24,10 @@ try:
 except ImportError as error:
     raise ImportError(f"pyserini_llara.mteb needs mteb ({error}): pip install 'pyserini-llara[mteb]'") from error
 
+from .encoder_config import EncoderConfig
 from .encoding import LlaraEncoder
-from .registration import DEFAULT_MODEL, model_name
+from .precision import PRECISIONS
+from .registration import DEFAULT_MODEL
 from .template import DEFAULT_MAX_TEXT_TOKENS, join_title
 
 BENCHMARK = "MTEB(eng, v1)"
@@ -37,11 +39,11 @@ class LlaraMtebEncoder(AbsEncoder):
     def __init__(self, model: str = DEFAULT_MODEL, revision: str | None = None, *, encoder: LlaraEncoder | None = None,
                  device: str | None = None, dtype: str = "auto", lora: str | None = None, batch_size: int = 32,
                  max_length: int = DEFAULT_MAX_TEXT_TOKENS, **_mteb_kwargs: Any):
-        self.encoder = encoder or LlaraEncoder.from_pretrained(model_name(model), lora=lora, dtype=dtype,
-                                                               device=device or "cpu", batch_size=batch_size,
-                                                               max_text_tokens=max_length)
+        config = EncoderConfig(encoder=model, lora=lora, device=device or "cpu", dtype=dtype, batch_size=batch_size,
+                               max_length=max_length)
+        self.encoder = encoder or config.load()
         self.mteb_model_meta = ModelMeta.create_empty({
-            "name": model_name(model) + (f"+{lora}" if lora else ""), "revision": revision or "local",
+            "name": config.model + (f"+{lora}" if lora else ""), "revision": revision or "local",
             "similarity_fn_name": ScoringFunction.DOT_PRODUCT, "embed_dim": self.encoder.dimension,
             "framework": ["PyTorch"]})
 
@@ -86,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lora", help="LoRA adapter directory to merge into the model")
     parser.add_argument("--tasks", nargs="+", help=f"MTEB task names (default: the 15 retrieval tasks of {BENCHMARK})")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+    parser.add_argument("--dtype", default="auto", choices=PRECISIONS,
                         help="model weights dtype; auto = the device's fast half precision, else float32")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_TEXT_TOKENS,

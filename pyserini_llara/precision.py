@@ -15,11 +15,9 @@ import logging
 import platform
 import time
 from pathlib import Path
-from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["auto", "float32", "bfloat16", "float16"]
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
 _ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}

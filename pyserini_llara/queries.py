@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .encoder_config import EncoderConfig
+from .precision import PRECISIONS
 from .registration import DEFAULT_MODEL
 from .template import DEFAULT_MAX_TEXT_TOKENS, PREFIX, SUFFIXES
 
@@ -165,7 +166,7 @@ def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:
     parser.add_argument("--add-tokens", action="store_true",
                         help="add <s1>..<s16> to a base LLM that lacks them (zero-shot, unadapted)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
-    parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
+    parser.add_argument("--dtype", default="float32", choices=PRECISIONS,
                         help="model precision (default float32, as pyserini.search.faiss without --fp16; "
                              "auto = the device's fast half precision, as with --fp16)")
     parser.add_argument("--batch-size", type=int, default=1, help="queries per forward pass (default 1)")
