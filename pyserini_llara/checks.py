@@ -11,11 +11,10 @@ precision; queries encoded by ``pyserini_llara.queries`` record theirs. ``FaissS
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from .index import META_FILE, IndexBuildError, IndexMeta
+from .index import IndexMeta
 from .modeling import ModelLoadError
 from .template import MissingLlaraTokensError
 
@@ -28,24 +27,10 @@ class SearchSetupError(ValueError):
 CLI_ERRORS = (SearchSetupError, ModelLoadError, MissingLlaraTokensError)
 
 
-def index_meta(index_dir) -> IndexMeta | None:
-    """The ``meta.json`` of a pyserini-llara index; None for any other index."""
-    if not (Path(index_dir) / META_FILE).is_file():
-        return None
-    try:
-        return IndexMeta.load(Path(index_dir))
-    except IndexBuildError:
-        return None
-
-
-def _model(meta) -> str:
-    return meta.model + (f" + LoRA {meta.lora}" if meta.lora else "")
-
-
 def _refuse_other_model(index_dir, meta: IndexMeta, what: str, model: str, fingerprint: str | None, hint: str):
     if meta.model_fingerprint and fingerprint and meta.model_fingerprint != fingerprint:
         raise SearchSetupError(
-            f"index {index_dir} was built by {_model(meta)} (fingerprint {meta.model_fingerprint}), but {what} "
+            f"index {index_dir} was built by {meta.model_label} (fingerprint {meta.model_fingerprint}), but {what} "
             f"{model} (fingerprint {fingerprint}): {hint}")
 
 
@@ -63,7 +48,7 @@ def check_encoder(index_dir, encoder) -> None:
     from .encoders import LlaraQueryEncoder
     from .queries import EncodedQueriesMeta
 
-    meta = index_meta(index_dir)
+    meta = IndexMeta.find(index_dir)
     if isinstance(encoder, LlaraQueryEncoder):
         if meta is not None:
             encoder.follow_index(meta.dtype)
@@ -80,7 +65,7 @@ def check_encoder(index_dir, encoder) -> None:
                                 f"--encoder llara:{meta.model} ...)")
     elif meta is not None and type(encoder).__module__.split(".")[0] == "pyserini":
         raise SearchSetupError(
-            f"index {index_dir} holds LLaRA vectors of {_model(meta)}, but the query encoder is Pyserini's "
+            f"index {index_dir} holds LLaRA vectors of {meta.model_label}, but the query encoder is Pyserini's "
             f"{type(encoder).__name__}, which does not encode as LLaRA: pass --encoder llara:{meta.model} "
             "(or --encoder-class llara)")
 
@@ -102,8 +87,8 @@ def check_dimension(searcher) -> None:
     found = _encoder_dimension(searcher.query_encoder)
     if found is None or found[0] == searcher.dimension:
         return
-    meta = index_meta(searcher.index_dir)
-    built = f" built by {_model(meta)}" if meta is not None else ""
+    meta = IndexMeta.find(searcher.index_dir)
+    built = f" built by {meta.model_label}" if meta is not None else ""
     raise SearchSetupError(
         f"index {searcher.index_dir}{built} holds {searcher.dimension}-dimensional vectors, but {found[1]} "
         f"gives {found[0]}-dimensional ones: search it with the model that built it")

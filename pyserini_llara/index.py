@@ -116,6 +116,11 @@ class IndexMeta:
     def count(self) -> int:
         return self.end - self.start
 
+    @property
+    def model_label(self) -> str:
+        """The model as messages name it: ``MODEL`` or ``MODEL + LoRA ADAPTER``."""
+        return self.model + (f" + LoRA {self.lora}" if self.lora else "")
+
     def save(self, directory: Path) -> None:
         _atomic_write_text(directory / META_FILE, json.dumps({**asdict(self), "count": self.count}, indent=2) + "\n")
 
@@ -131,6 +136,16 @@ class IndexMeta:
         if missing:
             raise IndexBuildError(f"{path} lacks {', '.join(missing)}: it was not written by pyserini-llara")
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    @classmethod
+    def find(cls, directory) -> "IndexMeta | None":
+        """The ``meta.json`` in ``directory`` where there is one written by pyserini-llara; None otherwise."""
+        if not (Path(directory) / META_FILE).is_file():
+            return None
+        try:
+            return cls.load(Path(directory))
+        except IndexBuildError:
+            return None
 
 
 def shard_range(total: int, chunk_size: int, shard_id: int, shard_num: int) -> tuple[int, int]:
@@ -152,8 +167,7 @@ def differences(a: IndexMeta, b: IndexMeta, keys: Sequence[str]) -> list[str]:
         if x == y:
             continue
         if key == "model_fingerprint":
-            named = [meta.model + (f" + LoRA {meta.lora}" if meta.lora else "") for meta in (a, b)]
-            out.append(f"model {named[0]} vs {named[1]} (other weights or tokenizer: fingerprint {x} vs {y})")
+            out.append(f"model {a.model_label} vs {b.model_label} (other weights or tokenizer: fingerprint {x} vs {y})")
         else:
             out.append(f"{key} {x!r} vs {y!r}" + (" (not recorded by an older version)" if None in (x, y) else ""))
     return out
@@ -322,14 +336,8 @@ def _inspect(output: Path) -> _Found:
     if output.exists() and not output.is_dir():
         raise IndexBuildError(f"{output} exists and is not a directory")
     entries = sorted(p.name for p in output.iterdir() if not p.name.endswith(STAGED)) if output.exists() else []
-
-    def meta(directory: Path) -> IndexMeta | None:
-        try:
-            return IndexMeta.load(directory) if (directory / META_FILE).is_file() else None
-        except IndexBuildError:  # not ours: --overwrite may replace it, --resume says there is nothing to resume
-            return None
-
-    complete, building = meta(output), meta(output / CHUNK_DIR)
+    # A meta.json that is not ours counts as none: --overwrite may replace it, --resume finds nothing to resume.
+    complete, building = IndexMeta.find(output), IndexMeta.find(output / CHUNK_DIR)
     return _Found(entries, complete if complete is not None and complete.complete else None, building)
 
 
@@ -397,11 +405,15 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
                      shard_num=config.shard_num, start=start, end=end, chunk_size=config.chunk_size,
                      model_fingerprint=model_fingerprint(config.model, config.lora),
                      corpus_fingerprint=corpus_fingerprint(fingerprints))
-    if resume and found.finished:
-        changed = differences(found.complete, meta, ENCODING_KEYS + LAYOUT_KEYS)
+    # What a resume continues: a complete index (it may need no work) or a build in progress. The corpus
+    # of a build in progress may have changed where nothing was encoded yet: each saved chunk is checked below.
+    previous = (found.complete if found.finished else found.building) if resume else None
+    if previous is not None:
+        changed = differences(previous, meta, ENCODING_KEYS + LAYOUT_KEYS)
         if changed:
             raise IndexBuildError(f"cannot resume {output}: it was built with other settings "
                                   f"({'; '.join(changed)}, on disk vs now); use --overwrite to start again")
+    if resume and found.finished:
         changed = differences(found.complete, meta, CORPUS_KEYS)
         if changed:
             raise IndexBuildError(f"{output} is complete, but {corpus} changed since it was built "
@@ -412,13 +424,7 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
         shutil.rmtree(output / CHUNK_DIR, ignore_errors=True)
         logger.info("%s is already complete", output)
         return output
-    if resume and found.building is not None:
-        # The corpus may have changed where nothing was encoded yet: each saved chunk is checked below.
-        changed = differences(found.building, meta, ENCODING_KEYS + LAYOUT_KEYS)
-        if changed:
-            raise IndexBuildError(f"cannot resume {output}: it was built with other settings "
-                                  f"({'; '.join(changed)}, on disk vs now); use --overwrite to start again")
-    else:  # a fresh start; an index being overwritten stays until the new one is complete
+    if previous is None:  # a fresh start; an index being overwritten stays until the new one is complete
         output.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(output / CHUNK_DIR, ignore_errors=True)
     (output / CHUNK_DIR).mkdir(exist_ok=True)
