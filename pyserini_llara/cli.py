@@ -8,6 +8,7 @@ a traceback would bury that line under frames of library code. ``--debug``, or
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 
 DEBUG_ENV = "PYSERINI_LLARA_DEBUG"
@@ -24,6 +25,14 @@ def debugging(flag: bool = False) -> bool:
 
 def error_line(error: BaseException) -> str:
     return "error: " + (" ".join(str(error).split()) or type(error).__name__)
+
+
+def report(error: BaseException, debug: bool = False) -> int:
+    """For a ``main`` that returns its exit status: the error as one line on stderr, and 1 (re-raised under debug)."""
+    if debugging(debug):
+        raise error
+    print(error_line(error), file=sys.stderr)
+    return 1
 
 
 @contextmanager

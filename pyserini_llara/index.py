@@ -39,7 +39,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .cli import add_debug_flag, debugging, error_line
+from .cli import add_debug_flag, report
 from .corpus import Document, read_corpus
 from .encoder_config import EncoderConfig
 from .modeling import model_fingerprint
@@ -662,10 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build = build_index_distributed if launched_ranks()[1] > 1 else build_index
         build(corpus, output, IndexConfig(**args), resume=resume, overwrite=overwrite)
     except (IndexBuildError, ValueError, OSError) as error:
-        if debugging(debug):
-            raise
-        print(error_line(error), file=sys.stderr)
-        return 1
+        return report(error, debug)
     except KeyboardInterrupt:
         print("interrupted: finished chunks are saved; rerun the same command with --resume", file=sys.stderr)
         return 130

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .cli import add_debug_flag, report
 from .encoder_config import EncoderConfig
 from .precision import PRECISIONS
 from .registration import DEFAULT_MODEL
@@ -173,6 +174,7 @@ def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_TEXT_TOKENS,
                         help=f"text tokens kept per query; the prompt is added on top (default {DEFAULT_MAX_TEXT_TOKENS})")
     parser.add_argument("--overwrite", action="store_true", help="replace encoded queries already in --output")
+    add_debug_flag(parser)
     if pyserini_flags:  # pyserini.encode.query's options for other encoders: accepted, and they change nothing
         for flag in ("--pooling", "--prefx", "--weight-range", "--quant-range"):
             parser.add_argument(flag, help=argparse.SUPPRESS)
@@ -192,12 +194,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m pyserini_llar
         logger.warning("ignoring %s: LLaRA pools its own placeholder tokens and normalises its vectors",
                        ", ".join("--" + flag.replace("_", "-") for flag in ignored))
     topics, output, topics_format = args.pop("topics"), args.pop("output"), args.pop("topics_format")
-    overwrite = args.pop("overwrite")
+    overwrite, debug = args.pop("overwrite"), args.pop("debug")
     try:
         encode_queries(topics, output, QueryEncodingConfig(**args), topics_format=topics_format, overwrite=overwrite)
     except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return report(error, debug)
     return 0
 
 

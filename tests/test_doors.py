@@ -311,9 +311,12 @@ def test_the_encoded_queries_output_is_a_directory(tmp_path):
 def test_encoded_queries_are_not_overwritten_unless_asked(world, encoded_queries, capsys):
     from pyserini_llara.queries import main
 
-    assert main(["--topics", str(world.root / "topics.tsv"), "--output", str(encoded_queries),
-                 "--encoder", f"llara:{world.model}"]) == 1
+    argv = ["--topics", str(world.root / "topics.tsv"), "--output", str(encoded_queries), "--encoder",
+            f"llara:{world.model}"]
+    assert main(argv) == 1
     assert "--overwrite" in error_line(capsys)
+    with pytest.raises(QueriesError, match="--overwrite"):  # --debug: the traceback, not the line
+        main([*argv, "--debug"])
 
 
 # pyserini.search.hybrid
