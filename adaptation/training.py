@@ -210,11 +210,15 @@ def make_scheduler(name: str, optimizer, warmup_steps: int, total_steps: int):
     return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
 
 
+def _step_dirs(output_dir: str | Path) -> list[Path]:
+    """The ``step-N`` directories (not their staging copies nor those set aside), oldest first."""
+    found = [p for p in (Path(output_dir) / CHECKPOINTS).glob("step-*") if p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
 def _checkpoints(output_dir: str | Path) -> list[Path]:
     """Complete checkpoints (each holding its trainer state), oldest first."""
-    root = Path(output_dir) / CHECKPOINTS
-    done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file() and p.name[5:].isdigit()]
-    return sorted(done, key=lambda p: int(p.name[5:]))
+    return [p for p in _step_dirs(output_dir) if (p / STATE_FILE).is_file()]
 
 
 def last_checkpoint(output_dir: str | Path) -> Path | None:
@@ -494,8 +498,7 @@ def train(model, tokenizer, dataset, collate_fn: Callable, compute_loss: Callabl
                 "finite_weights": finite, "definition": definition, "args": asdict(args)}, indent=2))
             shutil.rmtree(final, ignore_errors=True)
             staging.rename(final)  # a run killed while saving keeps the previous complete checkpoint
-            older = sorted((p for p in final.parent.glob("step-*") if p.name[5:].isdigit() and p != final),
-                           key=lambda p: int(p.name[5:]))
+            older = [p for p in _step_dirs(output_dir) if p != final]
             if args.save_total_limit > 0:
                 for stale in older[:max(0, len(older) - args.save_total_limit + 1)]:
                     shutil.rmtree(stale)
