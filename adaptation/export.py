@@ -91,12 +91,13 @@ def model_card(card: dict, adapter_only: bool = False) -> str:
         lines += [summary, ""]
     lines += [f"- **{key.replace('_', ' ')}**: {_value(value)}" for key, value in card.items()]
     lines += [f"- **written**: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-              f"- **format**: {'LoRA adapter (base model named in adapter_config.json)' if adapter_only else 'full model'}"
-              " + tokenizer with the LLaRA tokens <s1>..<s16>", "",
+              "- **format**: " + ("LoRA adapter (base model named in adapter_config.json)" if adapter_only
+                                  else "full model") + " + tokenizer with the LLaRA tokens <s1>..<s16>", "",
               "## Use", "", "```bash",
               "python -m pyserini.encode input --corpus CORPUS.jsonl output --embeddings INDEX --to-faiss \\",
               "  encoder --encoder llara:THIS_DIR",
-              "python -m pyserini.search.faiss --index INDEX --topics TOPICS.tsv --encoder llara:THIS_DIR --output RUN.txt",
+              "python -m pyserini.search.faiss --index INDEX --topics TOPICS.tsv --encoder llara:THIS_DIR "
+              "--output RUN.txt",
               "```", "", "```python", "from pyserini_llara.encoding import LlaraEncoder",
               "encoder = LlaraEncoder.from_pretrained(\"THIS_DIR\")", "```", "",
               "Training curves: `metrics.jsonl` (one JSON line per logging step) and `loss.png`; "

@@ -3,7 +3,7 @@
     python -m adaptation.finetune --model_name_or_path ADAPTED_DIR --train_data train.jsonl \\
         --output_dir FINETUNED_DIR
 
-The training file is ``{"query", "pos", "neg"}`` JSONL (see ``adaptation.finetune_data``;
+The training file is ``{"query", "pos", "neg"}`` JSONL (see ``adaptation.data.groups``;
 ``python -m adaptation.mine`` writes it). The output directory is a merged model that
 ``--encoder llara:FINETUNED_DIR`` loads. Defaults are the release's: LoRA r 64 / alpha 16 /
 dropout 0.1 on all projections (LoRA only: the <s1>..<s16> rows stay frozen), lr 3e-4 with
@@ -31,10 +31,11 @@ from typing import Sequence
 
 import torch
 
-from pyserini_llara.cli import add_debug_flag, one_line_errors
+from pyserini_llara.cli import HelpFormatter, add_debug_flag, one_line_errors, setup_logging
 
 from .contrastive import contrastive_loss
-from .finetune_data import ContrastiveCollator, ContrastiveDataset, read_examples
+from .data.collators import ContrastiveCollator
+from .data.groups import ContrastiveDataset, read_examples
 from .training import NonFiniteLossError, TrainingArguments, process_state, train
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ class FinetuneArguments:
 class FinetuneTrainingArguments(TrainingArguments):
     """Pretraining's training arguments with the release's fine-tuning defaults."""
 
-    learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate of AdamW (release fine-tuning: 3e-4)."})
+    learning_rate: float = field(default=3e-4, metadata={
+        "help": "Peak learning rate of AdamW (release fine-tuning: 3e-4)."})
     use_lora: bool = field(default=True, metadata={
         "help": "Train LoRA adapters (the release's fine-tuning); --use_lora False trains all weights."})
     lora_train_llara_tokens: bool = field(default=False, metadata={
@@ -160,8 +162,6 @@ def finetune(args: FinetuneArguments, training: FinetuneTrainingArguments) -> Pa
 def parser():
     from transformers import HfArgumentParser
 
-    from .prepare import HelpFormatter
-
     return HfArgumentParser((FinetuneArguments, FinetuneTrainingArguments), prog="python -m adaptation.finetune",
                             description=__doc__, formatter_class=HelpFormatter)
 
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             debug = extra.debug
     except ValueError as error:
         args_parser.error(str(error))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     with one_line_errors(debug, (ValueError, OSError, NonFiniteLossError)):
         output = finetune(args, training)
     print(output)

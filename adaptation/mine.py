@@ -30,7 +30,8 @@ from typing import Collection, Iterable, Literal, Mapping, Sequence
 
 from tqdm import tqdm
 
-from pyserini_llara.cli import add_debug_flag, one_line_errors
+from pyserini_llara.atomic import write_jsonl
+from pyserini_llara.cli import HelpFormatter, add_debug_flag, one_line_errors, setup_logging
 from pyserini_llara.corpus import text_lines
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ class MineArguments:
     depth: int = field(default=200, metadata={"help": "sample negatives from the top DEPTH hits"})
     skip_top: int = field(default=0, metadata={
         "help": "ignore the first SKIP_TOP hits (unjudged near-duplicates of the positive are often among them)"})
-    num_negatives: int = field(default=15, metadata={"help": "negatives per query (train_group_size - 1 in the release)"})
+    num_negatives: int = field(default=15, metadata={
+        "help": "negatives per query (train_group_size - 1 in the release)"})
     min_relevance: int = field(default=1, metadata={"help": "qrels grade at or above which a document is a positive"})
     seed: int = field(default=42, metadata={"help": "sampling seed; the same seed gives the same file"})
     threads: int = field(default=4, metadata={"help": "Lucene indexing and search threads"})
@@ -220,10 +222,7 @@ def bm25_rankings(texts: Mapping[str, str], queries: Mapping[str, str], args: Mi
 def build_lucene_index(texts: Mapping[str, str], index_dir: Path, threads: int) -> Path:
     """Pyserini's own indexer on a JSONL copy of the corpus."""
     collection = index_dir.with_name(index_dir.name + ".collection")
-    collection.mkdir(parents=True, exist_ok=True)
-    with (collection / "docs.jsonl").open("w", encoding="utf-8") as handle:
-        for docid, text in texts.items():
-            handle.write(json.dumps({"id": docid, "contents": text}, ensure_ascii=False) + "\n")
+    write_jsonl(collection / "docs.jsonl", ({"id": docid, "contents": text} for docid, text in texts.items()))
     command = [sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection",
                "--input", str(collection), "--index", str(index_dir), "--generator",
                "DefaultLuceneDocumentGenerator", "--threads", str(threads)]
@@ -285,27 +284,22 @@ def mine(args: MineArguments) -> Path:
     if short:
         logger.warning("%d of %d queries got fewer than %d negatives (short rankings); training repeats them",
                        short, len(negatives), args.num_negatives)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
-    with output.open("w", encoding="utf-8") as handle:
+
+    def records():
         for qid in positives:
             if not negatives[qid]:
                 logger.warning("query %s has no negative in its top %d; left out", qid, args.depth)
                 continue
-            record = {"query_id": qid, "query": queries[qid],
-                      "pos": [{"docid": d, "text": texts[d]} for d in sorted(positives[qid])],
-                      "neg": [{"docid": d, "text": texts[d]} for d in negatives[qid]]}
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            written += 1
-    logger.info("wrote %d training queries to %s", written, output)
-    return output
+            yield {"query_id": qid, "query": queries[qid],
+                   "pos": [{"docid": d, "text": texts[d]} for d in sorted(positives[qid])],
+                   "neg": [{"docid": d, "text": texts[d]} for d in negatives[qid]]}
 
+    written = write_jsonl(args.output, records())
+    logger.info("wrote %d training queries to %s", written, args.output)
+    return Path(args.output)
 
 def main(argv: Sequence[str] | None = None) -> None:
     from transformers import HfArgumentParser
-
-    from .prepare import HelpFormatter
 
     parser = HfArgumentParser(MineArguments, prog="python -m adaptation.mine", description=__doc__,
                               formatter_class=HelpFormatter)
@@ -314,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args, extra = parser.parse_args_into_dataclasses(args=argv)
     except (MiningError, ValueError) as error:
         parser.error(str(error))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     from pyserini_llara.index import IndexBuildError
 
     with one_line_errors(extra.debug, (ValueError, OSError, IndexBuildError)):

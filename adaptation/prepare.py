@@ -13,16 +13,17 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
-import itertools
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .data import ChunkConfig, DataError, DataStats, iter_examples, shuffled
+from pyserini_llara.atomic import write_jsonl, write_text
+from pyserini_llara.cli import HelpFormatter, add_debug_flag, one_line_errors, setup_logging
+
+from .data.chunking import ChunkConfig, DataStats, iter_examples, shuffled
+from .data.examples import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +70,6 @@ class PrepareArguments(ChunkArguments):
             raise ValueError(f"missing --{', --'.join(missing)}")
 
 
-def write_examples(examples, output: str | Path, limit: int = 0) -> int:
-    """Write dicts as JSONL via a temporary file renamed at the end; returns how many."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    count = 0
-    with partial.open("w", encoding="utf-8") as handle:
-        for example in itertools.islice(examples, limit or None):
-            handle.write(json.dumps(example, ensure_ascii=False) + "\n")
-            count += 1
-    os.replace(partial, output)
-    return count
-
-
 def prepare(args: PrepareArguments, tokenizer=None, progress: bool = True) -> DataStats:
     """Write ``args.output``; returns the statistics (also written to OUTPUT.stats.json). Fails on an empty result."""
     from tqdm.auto import tqdm
@@ -92,28 +79,23 @@ def prepare(args: PrepareArguments, tokenizer=None, progress: bool = True) -> Da
 
         tokenizer = load_tokenizer(args.tokenizer)
     stats = DataStats()
-    examples = shuffled(iter_examples(args.input, tokenizer, args.chunk_config(), stats), args.shuffle_buffer, args.seed)
+    examples = shuffled(iter_examples(args.input, tokenizer, args.chunk_config(), stats), args.shuffle_buffer,
+                        args.seed)
     bar = tqdm(examples, desc="examples", unit="ex", disable=not progress)
-    written = write_examples(bar, args.output, args.max_examples)
+    written = write_jsonl(args.output, bar, args.max_examples)
     if written == 0:
         Path(args.output).unlink(missing_ok=True)
         raise DataError(f"no examples from {', '.join(args.input)}: {stats.report()}. A text needs at least "
                         f"{args.chunk_tokens + args.min_chunk_tokens} tokens for one example; lower --chunk_tokens "
                         "or --min_chunk_tokens, or add text.")
     summary = {**stats.as_dict(), "written": written, "arguments": asdict(args)}
-    Path(str(args.output) + ".stats.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(str(args.output) + ".stats.json", json.dumps(summary, indent=2) + "\n")
     logger.info("wrote %d examples to %s; %s", written, args.output, stats.report())
     return stats
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the option help, the module docstring's examples kept as written."""
-
-
 def main(argv: list[str] | None = None) -> None:
     from transformers import HfArgumentParser
-
-    from pyserini_llara.cli import add_debug_flag, one_line_errors
 
     parser = HfArgumentParser(PrepareArguments, prog="python -m adaptation.prepare", description=__doc__,
                               formatter_class=HelpFormatter)
@@ -122,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         args, extra = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:
         parser.error(str(error))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     with one_line_errors(extra.debug):
         stats = prepare(args)
     print(stats.report(), file=sys.stderr)

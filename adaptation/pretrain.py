@@ -25,13 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pyserini_llara.cli import add_debug_flag, one_line_errors
+from pyserini_llara.cli import HelpFormatter, add_debug_flag, one_line_errors, setup_logging
 from pyserini_llara.modeling import ModelLoadError
 
-from .data import (READY_KEYS, JsonlExamples, PaperWindows, PretrainCollator, ReleaseWindows,
-                   expand_sources)
+from .data.collators import PaperWindows, PretrainCollator, ReleaseWindows
+from .data.examples import JsonlExamples, is_ready_made
+from .data.sources import expand_sources
 from .objective import LossWeights, PretrainObjective
-from .prepare import ChunkArguments, HelpFormatter, PrepareArguments, prepare
+from .prepare import ChunkArguments, PrepareArguments, prepare
 from .training import NonFiniteLossError, TrainingArguments, process_state, train
 
 logger = logging.getLogger(__name__)
@@ -123,38 +124,21 @@ def check_lm_head(name_or_path: str) -> None:
                         "pretraining needs the causal LM (e.g. the base model it came from, *ForCausalLM)")
 
 
-def is_ready_made(path: str) -> bool:
-    """A single JSONL whose first record has the release's three fields is used without re-chunking.
-
-    Anything else (also a file that is not UTF-8 or not JSON objects) is read as raw text,
-    whose reader names the bad line.
-    """
-    if not path.endswith(".jsonl") or not Path(path).is_file():
-        return False
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    record = json.loads(line)
-                    return isinstance(record, dict) and all(k in record for k in READY_KEYS)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return False
-
-
 def training_examples(data_args: DataArguments, tokenizer, output_dir: str, tokenizer_name: str) -> JsonlExamples:
     """The dataset: the given release-format JSONL, or OUTPUT_DIR/data/train.jsonl prepared once (reused on resume)."""
     sources = expand_sources(data_args.train_data)
     if len(sources) == 1 and is_ready_made(sources[0]):
         return JsonlExamples(sources[0], limit=data_args.max_examples)
     target = Path(output_dir) / "data" / "train.jsonl"
-    settings = PrepareArguments(**{k: v for k, v in asdict(data_args).items() if k in ChunkArguments.__dataclass_fields__},
-                                input=list(data_args.train_data), output=str(target), tokenizer=tokenizer_name)
+    chunking = {k: v for k, v in asdict(data_args).items() if k in ChunkArguments.__dataclass_fields__}
+    settings = PrepareArguments(**chunking, input=list(data_args.train_data), output=str(target),
+                                tokenizer=tokenizer_name)
     stats_file = Path(str(target) + ".stats.json")
     state = process_state()
     with state.main_process_first():
         if state.is_main_process:
-            previous = json.loads(stats_file.read_text())["arguments"] if stats_file.is_file() and target.is_file() else None
+            prepared = stats_file.is_file() and target.is_file()
+            previous = json.loads(stats_file.read_text())["arguments"] if prepared else None
             if previous != asdict(settings):
                 prepare(settings, tokenizer)
     return JsonlExamples(target)
@@ -212,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             debug = extra.debug
     except ValueError as error:
         args_parser.error(str(error))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     with one_line_errors(debug, (ValueError, OSError, NonFiniteLossError)):
         output = pretrain(*arguments)
     print(output)

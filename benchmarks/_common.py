@@ -15,9 +15,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+
 def smollm2_gguf() -> str:
     """The default model, or a clear exit naming the alternative (``--model DIR``)."""
-    from pyserini_llara.modeling import ModelLoadError, smollm2_gguf_path
+    from pyserini_llara.modeling import ModelLoadError
+    from pyserini_llara.offline import smollm2_gguf_path
 
     try:
         return smollm2_gguf_path()

@@ -26,8 +26,21 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import (emit, insuranceqa_answers, machine, matmul_gflops, peak_rss_mb, process_peak_rss_mb,
-                     release_loop, reset_peak_rss, rss_mb, run_worker, set_threads, smollm2_gguf, table)
+from _common import (
+    emit,
+    insuranceqa_answers,
+    machine,
+    matmul_gflops,
+    peak_rss_mb,
+    process_peak_rss_mb,
+    release_loop,
+    reset_peak_rss,
+    rss_mb,
+    run_worker,
+    set_threads,
+    smollm2_gguf,
+    table,
+)
 from pyserini_llara.encoding import CPU_BATCH_TOKENS
 
 VARIANTS = {

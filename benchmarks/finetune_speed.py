@@ -55,7 +55,8 @@ def groups(count: int, group_size: int) -> list[tuple[str, list[str]]]:
 
 
 def load(model_name: str):
-    from pyserini_llara.modeling import load_model, smollm2_gguf_path
+    from pyserini_llara.modeling import load_model
+    from pyserini_llara.offline import smollm2_gguf_path
 
     if model_name == "tiny":
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -80,8 +81,8 @@ def computed_positions(mask, chunk: int) -> int:
 def run_config(opts, padding: str, precision: str) -> dict:
     import torch
 
+    from adaptation.data.collators import ContrastiveCollator
     from adaptation.finetune import ContrastiveObjective, FinetuneTrainingArguments
-    from adaptation.finetune_data import ContrastiveCollator
     from adaptation.training import apply_lora
     from pyserini_llara.template import left_pad
 

@@ -31,6 +31,7 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -187,11 +188,11 @@ def check_pretraining(model, tokenizer, shape: Shape, device, dtype: str) -> dic
 
     The release's LoRA (r 64, alpha 16, all projections; with the 16 LLaRA token rows trained
     as ``adaptation.training`` does by default), gradient checkpointing, the joint EBAE/EBAR
-    pass of ``adaptation.objective`` on batches from ``adaptation.data.PretrainCollator``, AdamW.
+    pass of ``adaptation.objective`` on batches from ``adaptation.data.collators.PretrainCollator``, AdamW.
     """
     import torch
 
-    from adaptation.data import PretrainCollator, ReleaseWindows
+    from adaptation.data.collators import PretrainCollator, ReleaseWindows
     from adaptation.objective import PretrainObjective
     from adaptation.training import TrainingArguments, apply_lora, enable_gradient_checkpointing
 
@@ -353,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(shape, tokenizer, device, dtype)
     results["build_model_s"] = time.perf_counter() - start
     print(f"model built in {results['build_model_s']:.1f} s", flush=True)
-    attempt("encoding", lambda: check_encoding(model, tokenizer, shape, device, args.gpus, dtype), report_encoding)
-    attempt("pretraining", lambda: check_pretraining(model, tokenizer, shape, device, dtype), report_pretraining)
+    attempt("encoding", partial(check_encoding, model, tokenizer, shape, device, args.gpus, dtype), report_encoding)
+    attempt("pretraining", partial(check_pretraining, model, tokenizer, shape, device, dtype), report_pretraining)
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -33,7 +33,8 @@ def examples(tokenizer, count: int, chunk_tokens: int) -> list[dict]:
     import importlib.util
     import itertools
 
-    from adaptation.data import ChunkConfig, gensim_wikipedia_sample, iter_examples
+    from adaptation.data.chunking import ChunkConfig, iter_examples
+    from pyserini_llara.offline import gensim_wikipedia_sample
 
     if importlib.util.find_spec("gensim") is not None:
         dump = gensim_wikipedia_sample()
@@ -81,7 +82,7 @@ def worker(args) -> None:
 
     import torch
 
-    from adaptation.data import PaperWindows, PretrainCollator
+    from adaptation.data.collators import PaperWindows, PretrainCollator
     from adaptation.objective import LossWeights, PretrainObjective
     from pyserini_llara.modeling import load_model
 
@@ -137,7 +138,8 @@ def main() -> None:
     parser.add_argument("--mixed-precision", choices=("auto", "no", "bf16"), default="auto",
                         help="autocast precision; auto = bf16 where the CPU runs it natively, else none")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores); 1 on a busy machine")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (default: all cores); 1 on a busy machine")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.mixed_precision = resolve_mixed_precision(args.mixed_precision, "cpu")

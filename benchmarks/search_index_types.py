@@ -89,7 +89,10 @@ def serialized_bytes(index) -> int:
 
 
 def build(spec: str, vectors: np.ndarray, seed: int = 0):
-    """Train (on a sample of at most TRAIN_SAMPLE vectors) and add, as the index builder does; returns (index, seconds)."""
+    """Train (on a sample of at most TRAIN_SAMPLE vectors) and add, as the index builder does.
+
+    Returns (index, seconds).
+    """
     from pyserini_llara.index import new_index
 
     start = time.perf_counter()

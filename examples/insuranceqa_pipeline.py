@@ -89,25 +89,26 @@ def prepare_training_groups(path: Path, num_questions: int, seed: int) -> int:
     """InsuranceQA train questions as {query, pos, neg} JSONL; negatives are the answers it lists as wrong."""
     import insuranceqa_data
 
-    from adaptation.finetune_data import write_examples
+    from pyserini_llara.atomic import write_jsonl
 
     answers = insuranceqa_data.load_answers()
     train = insuranceqa_data.load_train()
     qids = sorted(train, key=int)
     qids = sorted(random.Random(seed).sample(qids, min(num_questions, len(qids))), key=int)
-    return write_examples(path, ({"query": clean(train[q]["en"]),
-                                  "pos": [clean(answers[a]["en"]) for a in train[q]["answers"]],
-                                  "neg": [clean(answers[a]["en"]) for a in train[q]["negatives"][:32]]}
-                                 for q in qids))
+    return write_jsonl(path, ({"query": clean(train[q]["en"]),
+                               "pos": [clean(answers[a]["en"]) for a in train[q]["answers"]],
+                               "neg": [clean(answers[a]["en"]) for a in train[q]["negatives"][:32]]}
+                              for q in qids))
 
 
 def adapt(base: Path, model_dir: Path, args) -> Path:
     if not (model_dir / "config.json").exists():
-        from adaptation.data import gensim_wikipedia_sample
+        from pyserini_llara.offline import gensim_wikipedia_sample
 
         # Release windows (the default): rows of 101 tokens = 64 of text + SmolLM2's 37-token template.
-        run("-m", "adaptation.pretrain", "--model_name_or_path", str(base), "--train_data", str(gensim_wikipedia_sample()),
-            "--output_dir", str(model_dir), "--chunk_tokens", "64", "--min_chunk_tokens", "16",
+        run("-m", "adaptation.pretrain", "--model_name_or_path", str(base),
+            "--train_data", str(gensim_wikipedia_sample()), "--output_dir", str(model_dir),
+            "--chunk_tokens", "64", "--min_chunk_tokens", "16",
             "--cutoff_len", "101", "--per_device_train_batch_size", "4", "--max_steps", str(args.adapt_steps),
             "--learning_rate", "5e-5", "--warmup_ratio", "0.1", "--mixed_precision", MIXED[args.dtype],
             "--logging_steps", "2", "--save_steps", str(max(10, args.adapt_steps // 2)), "--seed", str(args.seed))
@@ -153,7 +154,8 @@ def bm25(data_dir: Path, out: Path, hits: int) -> Path:
 def init_smollm2(model_dir: Path) -> Path:
     """SmolLM2-135M with <s1>..<s16> added: the unadapted starting point, saved where `--encoder llara:DIR` finds it."""
     if not (model_dir / "config.json").exists():
-        from pyserini_llara.modeling import load_model, smollm2_gguf_path
+        from pyserini_llara.modeling import load_model
+        from pyserini_llara.offline import smollm2_gguf_path
 
         log(f"adding the LLaRA tokens to SmolLM2-135M -> {model_dir}")
         model, tokenizer = load_model(smollm2_gguf_path(), dtype="float32", add_tokens=True, causal_lm=True)
@@ -228,7 +230,8 @@ def render(table: dict[str, dict[str, float]], info: dict, timings: dict[str, di
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=Path("outputs/insuranceqa"), help="working directory (resumable)")
+    parser.add_argument("--output", type=Path, default=Path("outputs/insuranceqa"),
+                        help="working directory (resumable)")
     parser.add_argument("--questions", type=int, default=60, help="test questions to sample; 0 = all 2,000")
     parser.add_argument("--pool", type=int, default=200, help="answers in the document pool; 0 = all 27,413")
     parser.add_argument("--seed", type=int, default=13)
@@ -239,8 +242,10 @@ def parse_args(argv=None):
     parser.add_argument("--max-length", type=int, default=256, help="text tokens per answer (template extra)")
     parser.add_argument("--hits", type=int, default=100)
     parser.add_argument("--adapt-steps", type=int, default=15, help="EBAE/EBAR steps (batch 4, 64-token chunks)")
-    parser.add_argument("--finetune-steps", type=int, default=16, help="contrastive steps (4 questions x 4 answers, LoRA)")
-    parser.add_argument("--train-questions", type=int, default=2000, help="InsuranceQA train questions to draw groups from")
+    parser.add_argument("--finetune-steps", type=int, default=16,
+                        help="contrastive steps (4 questions x 4 answers, LoRA)")
+    parser.add_argument("--train-questions", type=int, default=2000,
+                        help="InsuranceQA train questions to draw groups from")
     return parser.parse_args(argv)
 
 

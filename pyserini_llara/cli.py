@@ -1,17 +1,32 @@
-"""How every command-line tool of the package reports a bad input.
+"""What every command-line tool of the package shares: help, logging, and how a bad input is reported.
 
-One line on stderr that names the input (file, line) and what to do, then exit status 1:
-a traceback would bury that line under frames of library code. ``--debug``, or
+A bad input ends in one line on stderr that names the input (file, line) and what to do, then
+exit status 1: a traceback would bury that line under frames of library code. ``--debug``, or
 ``PYSERINI_LLARA_DEBUG=1`` in the environment, lets the traceback through instead.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import sys
 from contextlib import contextmanager
 
 DEBUG_ENV = "PYSERINI_LLARA_DEBUG"
+# Loggers whose INFO lines a command shows; ``__main__`` is a module run with ``python -m``.
+OWN_LOGGERS = ("pyserini_llara", "adaptation", "__main__")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the option help, the module docstring's examples kept as written."""
+
+
+def setup_logging() -> None:
+    """This package's progress at INFO; other libraries at their WARNING default."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def add_debug_flag(parser) -> None:

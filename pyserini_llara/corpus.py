@@ -1,8 +1,10 @@
-"""Documents to index, streamed from a Pyserini JSONL collection or an ir-datasets corpus.
+"""Documents, streamed from a Pyserini JSONL collection or an ir-datasets corpus, and the checks on text
+that every reader of the package's inputs shares.
 
 Every record is checked while it streams, and a bad one stops the run with the file and
 line it came from: an index built over a silently skipped or duplicated document would
-give wrong evaluation numbers without any sign of it.
+give wrong evaluation numbers without any sign of it. An ir-datasets corpus is named by its
+id, bare (``msmarco-passage``) or with the prefix ``irds:`` (``irds:msmarco-passage``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Iterator
 from .template import join_title
 
 ID_FIELDS = ("id", "_id", "docid")  # Pyserini's order of preference.
-SUFFIXES = (".jsonl", ".jsonl.gz")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
+IRDS_PREFIX = "irds:"
 
 
 class CorpusError(ValueError):
@@ -27,6 +30,8 @@ class CorpusError(ValueError):
 
 @dataclass(frozen=True)
 class Document:
+    """A text and its id (where a source has no ids, as pretraining's plain text, the place it was read from)."""
+
     docid: str
     text: str
 
@@ -36,7 +41,7 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(SUFFIXES))
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(JSONL_SUFFIXES))
     if not files:
         raise CorpusError(f"{path} holds no *.jsonl or *.jsonl.gz files")
     return files
@@ -143,45 +148,60 @@ def _first_location(path: str | os.PathLike, docid: str) -> str:
     return "an earlier line"
 
 
+def ir_dataset_id(source: str | os.PathLike) -> str | None:
+    """The ir-datasets id that ``source`` names (``irds:ID``, or a registered ``ID``); None for anything else."""
+    name = str(source)
+    if name.startswith(IRDS_PREFIX):
+        return name[len(IRDS_PREFIX):]
+    import ir_datasets
+
+    return name if name in ir_datasets.registry else None
+
+
 def read_ir_dataset(dataset_id: str) -> Iterator[Document]:
     """Stream an ir-datasets corpus. Documents with ``title`` and ``text`` are joined as JSONL ones are."""
     import ir_datasets
 
-    dataset = ir_datasets.load(dataset_id)
+    try:
+        dataset = ir_datasets.load(dataset_id)
+    except KeyError:
+        raise CorpusError(f"unknown ir-datasets id {dataset_id!r}; `ir_datasets list` shows the ids") from None
     if not dataset.has_docs():
         raise CorpusError(f"ir-datasets {dataset_id!r} has no documents; name the corpus, e.g. its parent id")
     seen: set[str] = set()
-    for number, doc in enumerate(dataset.docs_iter(), start=1):
-        where = f"ir-datasets {dataset_id}, document {number}"
-        check_encodable(doc.doc_id, "the document id", where)
-        if not _valid_docid(doc.doc_id):
-            raise CorpusError(f"{where}: document id {doc.doc_id!r} is empty or contains whitespace")
-        if doc.doc_id in seen:
-            raise CorpusError(f"{where}: duplicate document id {doc.doc_id!r}")
-        seen.add(doc.doc_id)
-        fields = doc._fields
-        if "title" in fields and "text" in fields:
-            text = join_title(doc.title, doc.text)
-        elif hasattr(doc, "default_text"):
-            text = doc.default_text()
-        else:
-            raise CorpusError(f"{where}: {type(doc).__name__} has neither title/text fields nor default_text()")
-        if not isinstance(text, str):
-            raise CorpusError(f"{where}: document {doc.doc_id!r} has no text")
-        check_encodable(text, f"the text of document {doc.doc_id!r}", where)
-        yield Document(doc.doc_id, text)
+    try:
+        for number, doc in enumerate(dataset.docs_iter(), start=1):
+            yield _ir_dataset_document(doc, f"ir-datasets {dataset_id}, document {number}", seen)
+    except OSError as error:
+        raise CorpusError(f"cannot read the documents of ir-datasets {dataset_id!r} ({error}); offline, place "
+                          "its source file under $IR_DATASETS_HOME as ir_datasets expects") from error
 
 
-def is_ir_dataset(name: str) -> bool:
-    import ir_datasets
-
-    return name in ir_datasets.registry
+def _ir_dataset_document(doc, where: str, seen: set[str]) -> Document:
+    check_encodable(doc.doc_id, "the document id", where)
+    if not _valid_docid(doc.doc_id):
+        raise CorpusError(f"{where}: document id {doc.doc_id!r} is empty or contains whitespace")
+    if doc.doc_id in seen:
+        raise CorpusError(f"{where}: duplicate document id {doc.doc_id!r}")
+    seen.add(doc.doc_id)
+    fields = doc._fields
+    if "title" in fields and "text" in fields:
+        text = join_title(doc.title, doc.text)
+    elif hasattr(doc, "default_text"):
+        text = doc.default_text()
+    else:
+        raise CorpusError(f"{where}: {type(doc).__name__} has neither title/text fields nor default_text()")
+    if not isinstance(text, str):
+        raise CorpusError(f"{where}: document {doc.doc_id!r} has no text")
+    check_encodable(text, f"the text of document {doc.doc_id!r}", where)
+    return Document(doc.doc_id, text)
 
 
 def read_corpus(source: str | os.PathLike) -> Iterator[Document]:
-    """An existing path is read as JSONL; any other name as an ir-datasets id."""
+    """An existing path is read as JSONL; any other name as an ir-datasets id (``ID`` or ``irds:ID``)."""
     if os.path.exists(source):
         return read_jsonl(source)
-    if is_ir_dataset(str(source)):
-        return read_ir_dataset(str(source))
+    dataset_id = ir_dataset_id(source)
+    if dataset_id is not None:
+        return read_ir_dataset(dataset_id)
     raise CorpusError(f"{source} is neither an existing JSONL file or directory nor an ir-datasets id")

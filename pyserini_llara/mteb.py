@@ -26,8 +26,8 @@ except ImportError as error:
 
 from .encoder_config import EncoderConfig
 from .encoding import LlaraEncoder
+from .names import DEFAULT_MODEL
 from .precision import PRECISIONS
-from .registration import DEFAULT_MODEL
 from .template import DEFAULT_MAX_TEXT_TOKENS, join_title
 
 BENCHMARK = "MTEB(eng, v1)"
@@ -84,7 +84,8 @@ def evaluate(encoder: LlaraMtebEncoder, tasks: Sequence, output_folder: str | No
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pyserini_llara.mteb", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"llara:MODEL, a hub id or a directory (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"llara:MODEL, a hub id or a directory (default {DEFAULT_MODEL})")
     parser.add_argument("--lora", help="LoRA adapter directory to merge into the model")
     parser.add_argument("--tasks", nargs="+", help=f"MTEB task names (default: the 15 retrieval tasks of {BENCHMARK})")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")

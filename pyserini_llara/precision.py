@@ -19,6 +19,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+# Not a precision but a promise: a LLaRA query encoder given it takes the precision of the index it searches.
+INDEX_PRECISION = "index"
 MIXED_PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
 _ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 _TO_MIXED = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
@@ -179,7 +181,8 @@ def resolve_training_dtype(requested: str, device) -> str:
 
 
 def pyserini_half(device) -> str:
-    """What Pyserini's ``--fp16`` asks for: the device's fast low precision, or float32 (said once) where none is fast."""
+    """What Pyserini's ``--fp16`` asks for: the device's fast low precision, or float32 (said once) where none
+    is fast."""
     fast = fast_low_precision(device)
     if fast is None:
         _once(("fp16-flag", str(device)), logging.WARNING,

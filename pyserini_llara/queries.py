@@ -3,9 +3,9 @@
 ``python -m pyserini.search.faiss --encoded-queries DIR`` (and ``pyserini.search.hybrid dense
 --encoded-queries DIR``) read ``DIR/embedding.pkl``, a pandas frame of ``id``, ``text`` and
 ``embedding``, and look each query up by its text, so a hybrid alpha sweep, a PRF experiment or
-a re-run never loads the model again. ``DIR/meta.json`` records the model (name and
-``model_fingerprint``), the prompt and the settings; a search of an index built by another
-model is refused (``checks``).
+a re-run never loads the model again. ``DIR/meta.json`` (``records.EncodedQueriesMeta``) records the
+model (name and ``model_fingerprint``), the prompt and the settings; a search of an index built by
+another model is refused (``plugin.checks``).
 
 Each query is encoded alone by default, exactly as ``pyserini.search.faiss`` encodes one on the
 fly, so that both give byte-identical runs; a larger batch is faster and agrees within 1e-5.
@@ -15,25 +15,26 @@ fly, so that both give byte-identical runs; a larger batch is faster and agrees 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .cli import add_debug_flag, report
+from .atomic import atomic_file
+from .cli import add_debug_flag, report, setup_logging
 from .encoder_config import EncoderConfig
+from .names import DEFAULT_MODEL
 from .precision import PRECISIONS
-from .registration import DEFAULT_MODEL
-from .template import DEFAULT_MAX_TEXT_TOKENS, PREFIX, SUFFIXES
+from .records import EncodedQueriesMeta
+from .template import DEFAULT_MAX_TEXT_TOKENS, PREFIX, PROMPT_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-EMBEDDING_FILE, META_FILE = "embedding.pkl", "meta.json"
+EMBEDDING_FILE = "embedding.pkl"
 TOPICS_FORMATS = ("default", "kilt")  # Pyserini's topic formats whose queries are plain text
-PROMPT = PREFIX + "{query}" + SUFFIXES["query"]
+PROMPT = PREFIX + "{query}" + PROMPT_SUFFIXES["query"]
 
 
 class QueriesError(ValueError):
@@ -47,39 +48,6 @@ class QueryEncodingConfig(EncoderConfig):
 
     dtype: str = "float32"
     batch_size: int = 1
-
-
-@dataclass(frozen=True)
-class EncodedQueriesMeta:
-    """What ``meta.json`` beside ``embedding.pkl`` records."""
-
-    model: str
-    lora: str | None
-    add_tokens: bool
-    model_fingerprint: str
-    dimension: int
-    dtype: str
-    max_length: int
-    prompt: str
-    topics: str
-    topics_format: str
-    count: int
-
-    def save(self, directory: Path) -> None:
-        tmp = directory / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, directory / META_FILE)
-
-    @classmethod
-    def find(cls, directory) -> "EncodedQueriesMeta | None":
-        """The record in an encoded-queries directory; None where there is none (e.g. Pyserini's own)."""
-        if directory is None or not (Path(directory) / META_FILE).is_file():
-            return None
-        try:
-            data = json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
-            return cls(**{key: data[key] for key in cls.__dataclass_fields__})
-        except (ValueError, KeyError, TypeError):
-            return None
 
 
 def read_topics(topics: str, topics_format: str = "default") -> list[tuple[object, str]]:
@@ -120,7 +88,7 @@ def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncoding
     import pandas as pd
     from tqdm import tqdm
 
-    from .modeling import model_fingerprint
+    from .fingerprint import model_fingerprint
 
     directory = output_directory(output)
     if (directory / EMBEDDING_FILE).exists() and not overwrite:
@@ -135,9 +103,8 @@ def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncoding
 
     directory.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame({"id": [qid for qid, _ in pairs], "text": texts, "embedding": list(vectors)})
-    tmp = directory / (EMBEDDING_FILE + ".tmp")
-    frame.to_pickle(tmp)
-    os.replace(tmp, directory / EMBEDDING_FILE)
+    with atomic_file(directory / EMBEDDING_FILE, "wb") as out:
+        frame.to_pickle(out)
     EncodedQueriesMeta(model=name, lora=config.lora, add_tokens=config.add_tokens,
                        model_fingerprint=model_fingerprint(name, config.lora), dimension=encoder.dimension,
                        dtype=str(encoder.model.dtype).removeprefix("torch."), max_length=config.max_length,
@@ -161,7 +128,8 @@ def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:
     parser.add_argument("--topics-format", default="default", choices=TOPICS_FORMATS,
                         help="Pyserini's topics format (default: default)")
     parser.add_argument("--encoder", default="llara",
-                        help=f"llara:MODEL, a model directory, a .gguf file or a hub id (default llara = {DEFAULT_MODEL})")
+                        help="llara:MODEL, a model directory, a .gguf file or a hub id "
+                             f"(default llara = {DEFAULT_MODEL})")
     parser.add_argument("--output", required=True, help="encoded-queries directory to write")
     parser.add_argument("--lora", help="LoRA adapter directory to merge into the model")
     parser.add_argument("--add-tokens", action="store_true",
@@ -172,7 +140,8 @@ def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:
                              "auto = the device's fast half precision, as with --fp16)")
     parser.add_argument("--batch-size", type=int, default=1, help="queries per forward pass (default 1)")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_TEXT_TOKENS,
-                        help=f"text tokens kept per query; the prompt is added on top (default {DEFAULT_MAX_TEXT_TOKENS})")
+                        help="text tokens kept per query; the prompt is added on top "
+                             f"(default {DEFAULT_MAX_TEXT_TOKENS})")
     parser.add_argument("--overwrite", action="store_true", help="replace encoded queries already in --output")
     add_debug_flag(parser)
     if pyserini_flags:  # pyserini.encode.query's options for other encoders: accepted, and they change nothing
@@ -185,9 +154,7 @@ def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "python -m pyserini_llara.queries",
          pyserini_flags: bool = False) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    for name in ("pyserini_llara", __name__):
-        logging.getLogger(name).setLevel(logging.INFO)
+    setup_logging()
     args = vars(_build_parser(prog, pyserini_flags).parse_args(argv))
     ignored = [flag for flag in ("pooling", "prefx", "weight_range", "quant_range", "l2_norm") if args.pop(flag, None)]
     if ignored:

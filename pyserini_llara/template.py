@@ -25,7 +25,7 @@ SUMMARIZE_SUFFIX = '", summarize the above passage within eight words: ' + "".jo
 PREDICT_SUFFIX = '", predict the following passage within eight words: ' + "".join(PREDICT_TOKENS)
 
 # Passages (EBAE) are encoded with the summarize prompt, queries (EBAR) with the predict one.
-SUFFIXES: dict[str, str] = {"passage": SUMMARIZE_SUFFIX, "query": PREDICT_SUFFIX}
+PROMPT_SUFFIXES: dict[str, str] = {"passage": SUMMARIZE_SUFFIX, "query": PREDICT_SUFFIX}
 
 # Release default: the text alone is truncated to this many tokens.
 DEFAULT_MAX_TEXT_TOKENS = 512
@@ -93,7 +93,7 @@ class Template:
         bos = tokenizer.bos_token_id
         with_specials = tokenizer(PREFIX, add_special_tokens=True)["input_ids"]
         lead = (bos,) if bos is not None and with_specials[:1] == [bos] else ()
-        suffix_ids = {kind: ids(suffix) for kind, suffix in SUFFIXES.items()}
+        suffix_ids = {kind: ids(suffix) for kind, suffix in PROMPT_SUFFIXES.items()}
         return cls(
             prefix_ids=lead + ids(PREFIX),
             suffix_ids=suffix_ids,
@@ -111,7 +111,8 @@ class Template:
             text_ids = text_ids[:max_text_tokens]
         return [*self.prefix_ids, *text_ids, *self.suffix_ids[kind]]
 
-    def encode(self, tokenizer, texts: Sequence[str], kind: Kind, max_text_tokens: int | None = None) -> list[list[int]]:
+    def encode(self, tokenizer, texts: Sequence[str], kind: Kind,
+               max_text_tokens: int | None = None) -> list[list[int]]:
         text_ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [self.wrap(ids, kind, max_text_tokens) for ids in text_ids]
 

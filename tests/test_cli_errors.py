@@ -1,4 +1,5 @@
-"""Bad inputs to every command-line tool: one line naming the file (and line) and the fix, exit status 1, no traceback."""
+"""Bad inputs to every command-line tool: one line naming the file (and line) and the fix, exit status 1, no
+traceback."""
 
 import gzip
 import json
@@ -11,9 +12,9 @@ import sys
 import pytest
 
 from adaptation import finetune, mine, pretrain
-from pyserini_llara import index
 from pyserini_llara.cli import DEBUG_ENV
 from pyserini_llara.corpus import CorpusError
+from pyserini_llara.index import cli as index
 from tiny import CORPUS
 
 

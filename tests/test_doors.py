@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiny import CORPUS, build_tiny_llama
-
-from pyserini_llara import _hook, registration
 from pyserini_llara.encoding import LlaraEncoder
+from pyserini_llara.fingerprint import model_fingerprint
 from pyserini_llara.index import IndexConfig, build_index
-from pyserini_llara.modeling import model_fingerprint
-from pyserini_llara.queries import EncodedQueriesMeta, QueriesError, QueryEncodingConfig, output_directory
+from pyserini_llara.plugin import hook, patches
+from pyserini_llara.queries import QueriesError, QueryEncodingConfig, output_directory
+from pyserini_llara.records import EncodedQueriesMeta
 from pyserini_llara.template import join_title
+from tiny import CORPUS, build_tiny_llama
 
 TOPICS = {"q1": "What is a llama?", "q2": "How does insurance work after an accident?",
           "q3": "Who writes Wikipedia?", "q4": "dense retrieval inner product vectors"}
@@ -104,9 +104,9 @@ def search(world, *args, output):
 
 
 def test_the_hook_watches_every_module_it_patches():
-    assert _hook.AFTER == set(registration.PATCHES)
+    assert hook.AFTER == set(patches.PATCHES)
     assert {"pyserini.search.faiss.__main__", "pyserini.search.hybrid.__main__", "pyserini.encode.__main__",
-            "pyserini.encode.query"} == _hook.CLIS
+            "pyserini.encode.query"} == hook.CLIS
 
 
 # FaissSearcher, Pyserini's Python API
@@ -115,7 +115,7 @@ def test_the_hook_watches_every_module_it_patches():
 def test_faiss_searcher_takes_a_llara_model_name(world):
     from pyserini.search.faiss import FaissSearcher
 
-    from pyserini_llara.encoders import LlaraQueryEncoder
+    from pyserini_llara.plugin.encoders import LlaraQueryEncoder
 
     searcher = FaissSearcher(str(world.index), f"llara:{world.model}")
     assert isinstance(searcher.query_encoder, LlaraQueryEncoder)

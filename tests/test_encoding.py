@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from pyserini_llara.encoding import CPU_BATCH_TOKENS, LlaraEncoder, length_sorted_batches, pool_placeholders
-from pyserini_llara.modeling import ModelLoadError, load_model, model_fingerprint
+from pyserini_llara.fingerprint import model_fingerprint
+from pyserini_llara.modeling import ModelLoadError, load_model
 from pyserini_llara.template import PREDICT_SUFFIX, SUMMARIZE_SUFFIX, MissingLlaraTokensError
 
 WORDS = "the llama is a domesticated camelid used as a pack animal insurance covers the cost of damage".split()
@@ -54,7 +55,8 @@ def test_matches_the_authors_inference_recipe(encoder):
         suffix_ids = tokenizer(suffix)["input_ids"][1:]
         features = []
         for text in texts:
-            ids = prefix_ids + tokenizer(text, max_length=512, truncation=True, add_special_tokens=False)["input_ids"] + suffix_ids
+            text_ids = tokenizer(text, max_length=512, truncation=True, add_special_tokens=False)["input_ids"]
+            ids = prefix_ids + text_ids + suffix_ids
             features.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
         batch = tokenizer.pad(features, padding=True, pad_to_multiple_of=8, return_tensors="pt")
         with torch.no_grad():

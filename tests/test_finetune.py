@@ -5,11 +5,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from adaptation.data.collators import ContrastiveCollator
 from adaptation.finetune import FinetuneArguments, FinetuneTrainingArguments, embed, finetune, main, parser, prepare
-from adaptation.finetune_data import ContrastiveCollator
-from pyserini_llara.modeling import load_model
 from adaptation.training import train
 from pyserini_llara.encoding import LlaraEncoder
+from pyserini_llara.modeling import load_model
 from pyserini_llara.template import SPECIAL_TOKENS
 
 TEXTS = [

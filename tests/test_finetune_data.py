@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from adaptation.finetune_data import (ContrastiveCollator, ContrastiveDataset, TrainDataError, TrainExample,
-                                      read_examples, write_examples)
+from adaptation.data.collators import ContrastiveCollator
+from adaptation.data.groups import ContrastiveDataset, TrainDataError, TrainExample, read_examples
+from pyserini_llara.atomic import write_jsonl
 from pyserini_llara.encoding import LlaraEncoder
 from pyserini_llara.modeling import load_tokenizer
 from pyserini_llara.template import NUM_PLACEHOLDERS, Template
@@ -72,7 +73,7 @@ def test_groups_are_seeded_and_well_formed(tmp_path):
 
 def test_write_then_read_round_trip(tmp_path):
     records = [{"query": "q", "pos": [{"title": "T", "text": "x"}], "neg": ["n1", "n2"]}]
-    assert write_examples(tmp_path / "t.jsonl", records) == 1
+    assert write_jsonl(tmp_path / "t.jsonl", records) == 1
     assert read_examples(tmp_path / "t.jsonl") == [TrainExample("q", ("T x",), ("n1", "n2"))]
 
 

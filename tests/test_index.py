@@ -10,12 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from tiny import CORPUS, build_tiny_llama
-
 from pyserini_llara.corpus import CorpusError
 from pyserini_llara.encoding import LlaraEncoder
-from pyserini_llara.index import (CHUNK_DIR, IndexBuildError, IndexConfig, IndexMeta, build_index, main,
-                                  merge_shards, new_index, shard_range)
+from pyserini_llara.index import (
+    CHUNK_DIR,
+    IndexBuildError,
+    IndexConfig,
+    IndexMeta,
+    build_index,
+    merge_shards,
+    new_index,
+    shard_range,
+)
+from pyserini_llara.index.cli import main
+from tiny import CORPUS, build_tiny_llama
 
 N_DOCS = 37  # not a multiple of the chunk size: the last chunk is short
 
@@ -87,7 +95,8 @@ def test_shards_are_contiguous_whole_chunks_covering_the_corpus(total, chunk, sh
 
 
 def build_shards(corpus, config, tmp_path, num):
-    return [build_index(corpus, tmp_path / f"shard{i}", IndexConfig(**{**config.__dict__, "shard_id": i, "shard_num": num}))
+    return [build_index(corpus, tmp_path / f"shard{i}",
+                        IndexConfig(**{**config.__dict__, "shard_id": i, "shard_num": num}))
             for i in range(num)]
 
 
@@ -253,7 +262,8 @@ def test_too_few_vectors_to_train(corpus, config, tmp_path):
     ("PQ4x4", False), ("IVF2,Flat", True), ("IVF2,PQ4x4", False),
 ])
 def test_index_types_build_and_search(reference, tmp_path, index_type, exact):
-    output = merge_shards([reference], tmp_path / "index", index_type=index_type, nprobe=2 if "IVF" in index_type else None)
+    output = merge_shards([reference], tmp_path / "index", index_type=index_type,
+                          nprobe=2 if "IVF" in index_type else None)
     index = faiss.read_index(str(output / "index"))
     assert index.ntotal == N_DOCS and index.metric_type == faiss.METRIC_INNER_PRODUCT
     assert IndexMeta.load(output).index_type == index_type
@@ -303,7 +313,8 @@ def test_cli_build_merge_and_errors(reference, corpus, tiny_llara, tmp_path, cap
     common = ["--corpus", str(corpus), "--encoder", f"llara:{tiny_llara}", "--dtype", "float32", "--batch-size", "4",
               "--chunk-size", "8"]
     for shard in (0, 1):
-        assert main([*common, "--output", str(tmp_path / f"s{shard}"), "--shard-id", str(shard), "--shard-num", "2"]) == 0
+        shard_args = ["--output", str(tmp_path / f"s{shard}"), "--shard-id", str(shard), "--shard-num", "2"]
+        assert main([*common, *shard_args]) == 0
     assert main(["merge", "--shards", str(tmp_path / "s1"), str(tmp_path / "s0"), "--output", str(tmp_path / "m")]) == 0
     assert_same_index(tmp_path / "m", reference)
     assert main([*common, "--output", str(tmp_path / "m")]) == 1
@@ -318,7 +329,7 @@ def test_torchrun_processes_build_one_index_equal_to_the_single_build(reference,
 
     Rank 0 is killed while it swaps the merged index in; --resume merges the kept shards again.
     """
-    from pyserini_llara.index import CRASH_ENV
+    from pyserini_llara.index.crashpoints import CRASH_ENV
 
     output = tmp_path / "index"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

@@ -13,15 +13,22 @@ import sys
 
 import pytest
 
-from test_index import (N_DOCS, assert_same_index, config, corpus, interrupted_build,  # noqa: F401 (fixtures)
-                        reference, shard_set)
-
-from pyserini_llara import index as index_module
 from pyserini_llara.corpus import CorpusError
 from pyserini_llara.encoding import LlaraEncoder
-from pyserini_llara.index import (CHUNK_DIR, CRASH_ENV, IndexBuildError, IndexConfig, IndexMeta, build_index,
-                                  build_index_distributed, main, merge_shards)
+from pyserini_llara.index import (
+    CHUNK_DIR,
+    IndexBuildError,
+    IndexConfig,
+    IndexMeta,
+    build_index,
+    build_index_distributed,
+    crashpoints,
+    merge_shards,
+)
+from pyserini_llara.index.cli import main
+from pyserini_llara.index.crashpoints import CRASH_ENV
 from pyserini_llara.modeling import ModelLoadError
+from test_index import N_DOCS, assert_same_index, config, corpus, interrupted_build, reference, shard_set  # noqa: F401 (fixtures)
 
 BUILD_STAGES = ["build:started", "build:chunk", "build:encoded", "build:staged", "build:swapping", "build:written"]
 MERGE_STAGES = ["merge:staged", "merge:swapping", "merge:written"]
@@ -37,7 +44,7 @@ def crash_at(monkeypatch, stage):
     def reached(name):
         if name == stage:
             raise Crash(name)
-    monkeypatch.setattr(index_module, "_reached", reached)
+    monkeypatch.setattr(crashpoints, "reached", reached)
 
 
 @pytest.fixture

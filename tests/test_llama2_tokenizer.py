@@ -108,7 +108,7 @@ def test_other_tokenizers_keep_their_own_pipeline(tiny_llara):
 
     from transformers import AutoTokenizer
 
-    from pyserini_llara.modeling import smollm2_gguf_path
+    from pyserini_llara.offline import smollm2_gguf_path
 
     texts = [" leading space", "runs  of   spaces", "emoji 🦙"]
     pairs = [(load_tokenizer(str(tiny_llara)), AutoTokenizer.from_pretrained(tiny_llara))]

@@ -3,9 +3,17 @@ import random
 
 import pytest
 
-from adaptation.finetune_data import read_examples
-from adaptation.mine import (MineArguments, MiningError, judged_positives, main, mine, mine_negatives,
-                             read_qrels, sample_negatives)
+from adaptation.data.groups import read_examples
+from adaptation.mine import (
+    MineArguments,
+    MiningError,
+    judged_positives,
+    main,
+    mine,
+    mine_negatives,
+    read_qrels,
+    sample_negatives,
+)
 
 DOCS = {f"d{i}": f"passage {i} about {topic}" for i, topic in enumerate(
     ["llamas in the andes", "car insurance deductible", "life insurance payout", "dense retrieval vectors",

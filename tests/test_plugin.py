@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from pyserini_llara import java
-from pyserini_llara.registration import DEFAULT_MODEL, model_name
+from pyserini_llara.names import DEFAULT_MODEL, model_name
+from pyserini_llara.plugin import java
 
 
 def run_python(code: str, env=None) -> str:
@@ -16,9 +16,11 @@ def run_python(code: str, env=None) -> str:
 
 
 def test_interpreter_start_imports_nothing_heavy():
-    out = run_python("import sys; print(sorted(m for m in ('torch', 'pyserini', 'transformers', 'jnius') if m in sys.modules))")
+    out = run_python("import sys; "
+                     "print(sorted(m for m in ('torch', 'pyserini', 'transformers', 'jnius') if m in sys.modules))")
     assert out == "[]"
-    out = run_python("import sys; print(any(type(f).__module__ == 'pyserini_llara._hook' for f in sys.meta_path))")
+    out = run_python("import sys; "
+                     "print(any(type(f).__module__ == 'pyserini_llara.plugin.hook' for f in sys.meta_path))")
     assert out == "True"
 
 
@@ -30,7 +32,8 @@ def test_the_hook_ships_in_the_installed_distribution_record():
 
 
 def test_pyserini_encoder_maps_get_llara_first_on_import():
-    out = run_python("import pyserini.encode as e; print(next(iter(e.query_encoder_class_map)), next(iter(e.document_encoder_class_map)))")
+    out = run_python("import pyserini.encode as e; "
+                     "print(next(iter(e.query_encoder_class_map)), next(iter(e.document_encoder_class_map)))")
     assert out == "llara llara"
 
 
@@ -46,8 +49,8 @@ def test_pyserini_search_and_encode_choose_our_encoders(tiny_llara):
     from pyserini.encode.__main__ import init_encoder
     from pyserini.search.faiss.__main__ import init_query_encoder
 
-    from pyserini_llara.encoders import LlaraDocumentEncoder, LlaraQueryEncoder
     from pyserini_llara.encoding import LlaraEncoder
+    from pyserini_llara.plugin.encoders import LlaraDocumentEncoder, LlaraQueryEncoder
 
     name = f"llara:{tiny_llara}"
     query_encoder = init_query_encoder(name, None, None, None, None, "cpu", None, "cls", False, None)
@@ -72,7 +75,7 @@ def test_pyserini_fp16_flag_means_the_fast_half_precision_of_the_device(tiny_lla
     import torch
 
     from pyserini_llara import precision
-    from pyserini_llara.encoders import LlaraDocumentEncoder
+    from pyserini_llara.plugin.encoders import LlaraDocumentEncoder
 
     monkeypatch.setattr(precision, "fast_low_precision", lambda device: fast)
     encoder = LlaraDocumentEncoder(model_name=f"llara:{tiny_llara}", device="cpu")
@@ -119,5 +122,6 @@ def test_lucene_bm25_runs_with_no_java_home(tmp_path):
                     str(corpus), "--index", str(index), "--threads", "1"], check=True, env=env,
                    capture_output=True, timeout=300)
     out = run_python(f"from pyserini.search.lucene import LuceneSearcher; "
-                     f"print([h.docid for h in LuceneSearcher({str(index)!r}).search('insurance damage', k=1)])", env=env)
+                     f"print([h.docid for h in LuceneSearcher({str(index)!r}).search('insurance damage', k=1)])",
+                     env=env)
     assert out.endswith("['d2']")

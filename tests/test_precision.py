@@ -99,6 +99,7 @@ def test_without_a_bf16_kernel_auto_is_fp32_on_this_very_cpu():
     """oneDNN limited to AVX2 reproduces an AVX2-only CPU for real: no bf16 kernel, so auto must be fp32."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     code = ("from pyserini_llara import precision as p; "
-            "print(p.cpu_speedup('bfloat16'), p.resolve_dtype('auto', 'cpu'), p.resolve_mixed_precision('auto', 'cpu'))")
+            "print(p.cpu_speedup('bfloat16'), p.resolve_dtype('auto', 'cpu'), "
+            "p.resolve_mixed_precision('auto', 'cpu'))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["0.0", "float32", "no"]

@@ -7,11 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from adaptation.data import (ChunkConfig, DataError, DataStats, Document, JsonlExamples, PaperWindows,
-                             PretrainCollator, chunk_paragraphs, document_examples, gensim_wikipedia_sample,
-                             iter_examples, read_source, shuffled)
-from adaptation.prepare import PrepareArguments, main as prepare_main, prepare
+from adaptation.data.chunking import (
+    ChunkConfig,
+    DataStats,
+    chunk_paragraphs,
+    document_examples,
+    iter_examples,
+    shuffled,
+)
+from adaptation.data.collators import PaperWindows, PretrainCollator
+from adaptation.data.examples import DataError, JsonlExamples
+from adaptation.data.sources import read_source
+from adaptation.prepare import PrepareArguments, prepare
+from adaptation.prepare import main as prepare_main
 from adaptation.stopwords import STOPWORDS, remove_stopwords
+from pyserini_llara.corpus import Document
+from pyserini_llara.offline import gensim_wikipedia_sample
 from tiny import CORPUS, train_tokenizer
 
 WORDS = " ".join(CORPUS[:5]).split()
@@ -55,7 +66,7 @@ def test_chunks_are_consecutive_within_budget_and_cut_between_words(tokenizer, b
 
 def test_examples_pair_each_chunk_with_the_next(tokenizer):
     stats = DataStats()
-    examples = list(document_examples(Document("doc", [long_text(80)]), tokenizer, 16, 4, stats))
+    examples = list(document_examples(Document("doc", long_text(80)), tokenizer, 16, 4, stats))
     chunks = [t for t, _ in chunk_paragraphs([long_text(80)], tokenizer, 16)]
     assert [e["input"] for e in examples] == chunks[:len(examples)]
     assert all(e["output_summarize"] == e["input"] for e in examples)
@@ -66,8 +77,8 @@ def test_examples_pair_each_chunk_with_the_next(tokenizer):
 def test_drop_reasons_are_counted(tokenizer):
     stats = DataStats()
     one_chunk = text_where(tokenizer, 16, lambda counts: len(counts) == 1 and counts[0] >= 8)
-    docs = [Document("empty", ["   ", ""]), Document("short", ["a llama"]), Document("one chunk", [one_chunk]),
-            Document("fine", [long_text(60)])]
+    docs = [Document("empty", "   \n"), Document("short", "a llama"), Document("one chunk", one_chunk),
+            Document("fine", long_text(60))]
     examples = [e for d in docs for e in document_examples(d, tokenizer, 16, 8, stats)]
     assert stats.texts == 4
     assert stats.dropped == {"empty": 1, "too short": 2}
@@ -79,7 +90,7 @@ def test_short_final_chunk_is_dropped_not_used_as_target(tokenizer):
     text = text_where(tokenizer, 16, lambda counts: len(counts) >= 3 and counts[-1] < 8)
     chunks = list(chunk_paragraphs([text], tokenizer, 16))
     stats = DataStats()
-    examples = list(document_examples(Document("d", [text]), tokenizer, 16, 8, stats))
+    examples = list(document_examples(Document("d", text), tokenizer, 16, 8, stats))
     assert examples[-1]["output_predict"] == chunks[-2][0]
     assert stats.short_tails == 1
 
@@ -88,12 +99,12 @@ def test_plain_text_jsonl_and_ready_made_sources(tmp_path, tokenizer):
     txt = tmp_path / "a.txt"
     txt.write_text(f"{long_text(30)}\n{long_text(30, 3)}\n\n\n{long_text(50, 9)}\n")
     docs = list(read_source(str(txt)))
-    assert [d.name for d in docs] == [f"{txt}:1", f"{txt}:5"]
-    assert len(list(docs[1].paragraphs)) == 1
+    assert [d.docid for d in docs] == [f"{txt}:1", f"{txt}:5"]
+    assert len(docs[1].text.split("\n")) == 1
 
     jsonl = tmp_path / "b.jsonl"
     jsonl.write_text(json.dumps({"id": "1", "contents": long_text(40)}) + "\n\n" + json.dumps({"text": "x"}) + "\n")
-    assert [list(d.paragraphs) for d in read_source(str(jsonl))] == [[long_text(40)], ["x"]]
+    assert [d.text.split("\n") for d in read_source(str(jsonl))] == [[long_text(40)], ["x"]]
 
     ready = tmp_path / "c.jsonl.gz"
     import gzip
@@ -112,8 +123,8 @@ def test_wikipedia_dump(tmp_path, tokenizer):
     dump = gensim_wikipedia_sample()
     docs = read_source(str(dump))
     first = next(docs)
-    paragraphs = list(first.paragraphs)
-    assert "AccessibleComputing" not in first.name  # the dump's first page is a redirect, skipped
+    paragraphs = first.text.split("\n")
+    assert "AccessibleComputing" not in first.docid  # the dump's first page is a redirect, skipped
     assert paragraphs and all("==" not in p and "'''" not in p and "[[" not in p for p in paragraphs)
     stats = DataStats()
     examples = list(itertools.islice(iter_examples([str(dump)], tokenizer, ChunkConfig(64, 16), stats), 50))
@@ -140,7 +151,7 @@ def test_prepare_streams_and_is_deterministic(tmp_path, tokenizer):
     def endless():
         for i in itertools.count():
             consumed.append(i)
-            yield Document(f"doc{i}", [long_text(50, i)])
+            yield Document(f"doc{i}", long_text(50, i))
 
     examples = itertools.islice(shuffled((e for d in endless() for e in document_examples(d, tokenizer, 16, 4,
                                                                                            DataStats())), 8, 0), 5)

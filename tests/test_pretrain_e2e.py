@@ -46,7 +46,8 @@ def test_pretrain_adds_tokens_and_exports_an_encoder(tiny_base, corpus, tmp_path
     # The defaults (auto): float32 master weights, autocast in this CPU's fast precision, both recorded.
     mixed = resolve_mixed_precision("auto", "cpu")
     assert json.loads((out / "training_args.json").read_text())["mixed_precision"] == mixed
-    assert "**precision**: float32 weights" in card and json.loads((out / "config.json").read_text())["dtype"] == "float32"
+    assert "**precision**: float32 weights" in card
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
     # The prepared file is the dataset of a rerun as well (no re-chunking), also one that trains longer.
     stamp = prepared.stat().st_mtime_ns
     pretrain(*arguments(tiny_base, corpus, tmp_path / "run", max_steps=3, save_steps=3, allow_changed_arguments=True))

@@ -5,9 +5,16 @@ import math
 import pytest
 import torch
 
-from adaptation.data import PaperWindows, PretrainCollator
-from adaptation.objective import (LossWeights, PretrainObjective, bag_of_words_loss, joint_attention_mask,
-                                  joint_position_ids, lm_loss, pretrain_losses)
+from adaptation.data.collators import PaperWindows, PretrainCollator
+from adaptation.objective import (
+    LossWeights,
+    PretrainObjective,
+    bag_of_words_loss,
+    joint_attention_mask,
+    joint_position_ids,
+    lm_loss,
+    pretrain_losses,
+)
 from pyserini_llara.modeling import load_model
 from pyserini_llara.template import left_pad
 
@@ -58,9 +65,9 @@ def test_joint_pass_equals_separate_passes_batched(model_and_collator):
     assert len(set(batch["attention_mask"].sum(1).tolist())) == 3, "rows of different lengths: padding is tested"
     objective = PretrainObjective(collator.n_summarize, collator.n_predict)
     hidden = model.model  # the body: compare hidden states, not logits
+    mask = joint_attention_mask(batch["attention_mask"], collator.n_summarize, collator.n_predict)
     joint = hidden(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                   attention_mask=joint_attention_mask(batch["attention_mask"], collator.n_summarize, collator.n_predict)
-                   ).last_hidden_state
+                   attention_mask=mask).last_hidden_state
     assert objective.forward(model, batch).logits.shape[:2] == batch["input_ids"].shape
     s, r = collator.n_summarize, collator.n_predict
     for row, text in enumerate(TEXTS):
@@ -110,12 +117,14 @@ def test_total_is_the_weighted_sum_release_weights_by_default():
              "ebae_ids": torch.tensor([[1, 2], [3, 0]]), "ebae_mask": torch.tensor([[True, True], [True, False]]),
              "ebar_ids": torch.tensor([[4, 0], [0, 0]]), "ebar_mask": torch.tensor([[True, False], [False, False]])}
     parts = pretrain_losses(logits, batch, n_predict=3, weights=LossWeights())
-    assert parts["loss"].item() == pytest.approx(parts["lm"].item() + (parts["ebae"].item() + parts["ebar"].item()) / 2 / 10)
+    bag_of_words = (parts["ebae"].item() + parts["ebar"].item()) / 2 / 10
+    assert parts["loss"].item() == pytest.approx(parts["lm"].item() + bag_of_words)
     # EBAR averages over the rows that have targets only (row 1 has none).
     pooled = logits[0, -8:].max(dim=0).values.log_softmax(-1)
     assert parts["ebar"].item() == pytest.approx(-pooled[4].item(), rel=1e-5)
     pooled = logits[:, -3 - 8:-3].max(dim=1).values.log_softmax(-1)
-    assert parts["ebae"].item() == pytest.approx((-(pooled[0, 1] + pooled[0, 2]) / 2 - pooled[1, 3]).item() / 2, rel=1e-5)
+    expected = (-(pooled[0, 1] + pooled[0, 2]) / 2 - pooled[1, 3]).item() / 2
+    assert parts["ebae"].item() == pytest.approx(expected, rel=1e-5)
     only_ebar = pretrain_losses(logits, batch, 3, LossWeights(lm=0, ebae=0, ebar=2.0))
     assert only_ebar["loss"].item() == pytest.approx(2 * parts["ebar"].item())
     only_ebar["loss"].backward()

@@ -8,7 +8,7 @@ import pytest
 import sentencepiece
 import torch
 
-from adaptation.data import PaperWindows, PretrainCollator, ReleaseWindows
+from adaptation.data.collators import PaperWindows, PretrainCollator, ReleaseWindows
 from adaptation.pretrain import DataArguments, training_examples
 from adaptation.stopwords import STOPWORDS, remove_stopwords
 from pyserini_llara.modeling import load_tokenizer

@@ -10,12 +10,13 @@ import ir_datasets
 import ir_measures
 import pytest
 import yaml
-from test_cli_e2e import TOPICS, collection  # noqa: F401  (the fixture: a 30-document JSONL collection)
-from test_doors import pyserini_cli
 
 from pyserini_llara import reproduce
 from pyserini_llara.encoding import LlaraEncoder
-from pyserini_llara.reproduce import MatrixError, Step, StepError, load_matrix, main, plan, run_steps, select
+from pyserini_llara.reproduce import MatrixError, Step, StepError, load_matrix, plan, run_steps, select
+from pyserini_llara.reproduce.cli import main
+from test_cli_e2e import TOPICS, collection  # noqa: F401  (the fixture: a 30-document JSONL collection)
+from test_doors import pyserini_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FORUMS = ["android", "english", "gaming", "gis", "mathematica", "physics", "programmers", "stats", "tex", "unix",
@@ -148,7 +149,7 @@ def test_the_beir_example_script_names_every_beir_dataset_row(matrix):
 
 
 def test_readme_shows_the_matrix_and_a_row_as_the_cli_prints_them(capsys, tmp_path, matrix):
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "reproductions.md").read_text()
     assert main(["--list", "--markdown", "--work-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() in readme
     assert reproduce.sources(matrix.values()) in readme
@@ -216,7 +217,7 @@ def test_another_model_gets_its_own_index_and_run_and_is_measured_not_judged(mat
 
 @pytest.mark.parametrize("cache", ["pyserini_llara.index", "pyserini_llara.queries"])
 def test_a_cached_index_or_encoded_queries_of_other_weights_are_refused(matrix, tiny_llara, tmp_path, cache):
-    from pyserini_llara.modeling import model_fingerprint
+    from pyserini_llara.fingerprint import model_fingerprint
 
     row = reproduce.with_model(matrix["beir/scifact/llara-beir"], str(tiny_llara))
     step = next(s for s in plan(row, tmp_path) if s.argv[:3] == ("python", "-m", cache))

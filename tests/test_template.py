@@ -1,8 +1,15 @@
 import pytest
 
 from pyserini_llara.template import (
-    PREDICT_SUFFIX, PREDICT_TOKENS, SUMMARIZE_SUFFIX, SUMMARIZE_TOKENS, MissingLlaraTokensError, Template,
-    add_special_tokens, join_title, left_pad,
+    PREDICT_SUFFIX,
+    PREDICT_TOKENS,
+    SUMMARIZE_SUFFIX,
+    SUMMARIZE_TOKENS,
+    MissingLlaraTokensError,
+    Template,
+    add_special_tokens,
+    join_title,
+    left_pad,
 )
 from tiny import train_tokenizer
 

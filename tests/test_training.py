@@ -9,10 +9,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from adaptation.data import PretrainCollator
+from adaptation.data.collators import PretrainCollator
 from adaptation.objective import PretrainObjective
-from adaptation.training import (RELEASE_SCHEDULE, CheckpointError, NonFiniteLossError, TrainingArguments, apply_lora,
-                                 last_checkpoint, make_scheduler, run_definition, train)
+from adaptation.training import (
+    RELEASE_SCHEDULE,
+    CheckpointError,
+    NonFiniteLossError,
+    TrainingArguments,
+    apply_lora,
+    last_checkpoint,
+    make_scheduler,
+    run_definition,
+    train,
+)
 from pyserini_llara.encoding import LlaraEncoder
 from pyserini_llara.modeling import load_model
 from pyserini_llara.template import SPECIAL_TOKENS

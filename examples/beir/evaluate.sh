@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Index a BEIR corpus with a LLaRA model, search its test queries, report nDCG@10 and R@100: the BEIR rows of the
-# reproduction matrix (pyserini_llara/matrix.yaml), run for any model.
+# reproduction matrix (pyserini_llara/reproduce/matrix.yaml), run for any model.
 #   bash examples/beir/evaluate.sh [DATASET] [MODEL]
 #   bash examples/beir/evaluate.sh nfcorpus                        # BAAI/LLARA-beir, judged against its expected value
 #   bash examples/beir/evaluate.sh scifact runs/llara-scifact      # your model: measured, not judged

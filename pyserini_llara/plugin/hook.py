@@ -1,13 +1,13 @@
 """Import hook run from ``pyserini_llara_hook.pth`` at interpreter start.
 
-It imports nothing heavy: it only watches for a few imports and hands them to ``registration``.
+It imports nothing heavy: it only watches for a few imports and hands them to the plugin's modules.
 - ``jnius`` (pyserini starting the JVM): point JAVA_HOME at a Java 21+ runtime and drop JVM
   options that runtime cannot honour, right before the JVM starts.
 - The Pyserini modules that turn a model name into an encoder or search an index: patched
-  right after they are imported (``registration.PATCHES`` says how), so that a LLaRA name
+  right after they are imported (``patches.PATCHES`` says how), so that a LLaRA name
   gives LLaRA's encoder through every door.
 - Pyserini's CLIs started with ``python -m``: runpy asks their loader for the code and runs it
-  as ``__main__``; that code then runs under ``registration.run_cli``.
+  as ``__main__``; that code then runs under ``clis.run_cli``.
 """
 
 import sys
@@ -27,14 +27,14 @@ def _before_jnius():
 
 
 def _after(name, module):
-    from .registration import after_import
+    from .patches import after_import
 
     after_import(name, module)
 
 
 def run(name, namespace):
-    """Called by the code runpy gets for a Pyserini CLI: run the real code under ``registration.run_cli``."""
-    from .registration import run_cli
+    """Called by the code runpy gets for a Pyserini CLI: run the real code under ``clis.run_cli``."""
+    from .clis import run_cli
 
     run_cli(name, _scripts.pop(name), namespace)
 
@@ -65,7 +65,7 @@ class _Loader:
         if name not in CLIS or code is None:
             return code
         _scripts[name] = code
-        return compile(f"__import__('pyserini_llara._hook', fromlist=['run']).run({name!r}, globals())",
+        return compile(f"__import__({__name__!r}, fromlist=['run']).run({name!r}, globals())",
                        code.co_filename, "exec")
 
 

@@ -1,4 +1,4 @@
-"""Fine-tuning data: JSONL training groups, their validation, and the LLaRA-templated batches.
+"""Fine-tuning data: the training file of query groups, its validation, and the groups as a dataset.
 
 A training file holds one JSON object per line (the FlagEmbedding / Tevatron layout)::
 
@@ -7,7 +7,8 @@ A training file holds one JSON object per line (the FlagEmbedding / Tevatron lay
 Each item of ``pos`` / ``neg`` is a passage text (a string), a titled passage
 (``{"title": ..., "text": ...}``, joined as the release does: ``title + " " + text``, ``-`` for
 an empty title), or a corpus reference (``{"docid": ...}``, looked up in the corpus passed
-alongside). ``python -m adaptation.mine`` writes this format.
+alongside). ``python -m adaptation.mine`` writes this format; ``collators.ContrastiveCollator``
+makes the batches.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from torch.utils.data import Dataset
 
 from pyserini_llara.corpus import check_encodable, text_lines
-from pyserini_llara.template import Template, join_title, left_pad
+from pyserini_llara.template import join_title
 
 
 class TrainDataError(ValueError):
@@ -103,16 +104,6 @@ def read_examples(path: str | os.PathLike, *, require_negatives: bool = True,
     return examples
 
 
-def write_examples(path: str | os.PathLike, records: Iterable[Mapping]) -> int:
-    """Write ``{"query", "pos", "neg"}`` records as JSONL; returns how many."""
-    count = 0
-    with Path(path).open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-    return count
-
-
 def sample_group(example: TrainExample, group_size: int, rng: random.Random) -> list[str]:
     """One positive, then ``group_size - 1`` negatives (repeated when the list is shorter), as the release does."""
     negatives = list(example.negatives)
@@ -148,42 +139,3 @@ class ContrastiveDataset(Dataset):
         example = self.examples[index]
         rng = random.Random(f"{self.seed}:{index}")
         return example.query, sample_group(example, self.group_size, rng)
-
-
-@dataclass
-class ContrastiveCollator:
-    """Tokenises a list of groups into left-padded query and passage batches.
-
-    ``query_max_len`` / ``passage_max_len`` count the whole templated input, prefix and
-    suffix included (the release's fine-tuning convention); only the text is cut.
-    Queries and passages are padded separately, each to its own longest row.
-    """
-
-    tokenizer: object
-    query_max_len: int = 64
-    passage_max_len: int = 160
-    pad_to_multiple_of: int | None = 8
-
-    def __post_init__(self):
-        self.template = Template.from_tokenizer(self.tokenizer)
-        self.query_budget = self._budget("query", self.query_max_len)
-        self.passage_budget = self._budget("passage", self.passage_max_len)
-
-    def _budget(self, kind, max_len: int) -> int:
-        try:
-            return self.template.text_budget(kind, max_len)
-        except ValueError as error:
-            raise ValueError(f"--{kind}_max_len {max_len}: {error}; give at least "
-                             f"{self.template.overhead(kind) + 1}") from None
-
-    def _batch(self, texts: list[str], kind, budget: int, prefix: str) -> dict:
-        ids = self.template.encode(self.tokenizer, texts, kind, budget)
-        input_ids, mask, positions = left_pad(ids, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
-        return {f"{prefix}_input_ids": input_ids, f"{prefix}_attention_mask": mask,
-                f"{prefix}_position_ids": positions}
-
-    def __call__(self, groups: Sequence[tuple[str, list[str]]]) -> dict:
-        queries = [query for query, _ in groups]
-        passages = [passage for _, group in groups for passage in group]
-        return {**self._batch(queries, "query", self.query_budget, "query"),
-                **self._batch(passages, "passage", self.passage_budget, "passage")}

@@ -1,8 +1,7 @@
-"""Where pyserini-llara attaches to Pyserini: every door through which Pyserini users turn a model
-name into a dense encoder, or start a dense search (pyserini 1.6).
+"""The patches that open Pyserini's doors to LLaRA: every place where Pyserini turns a model name into a
+dense encoder, or starts a dense search (pyserini 1.6).
 
-``_hook`` calls ``after_import`` right after each module of ``PATCHES`` is imported, and runs
-Pyserini's CLIs (``python -m ...``) under ``run_cli``. The doors:
+``hook`` calls ``after_import`` right after each module of ``PATCHES`` is imported. The doors:
 
 - ``pyserini.encode``'s class maps, which ``pyserini.search.faiss``, ``pyserini.search.hybrid`` and
   ``pyserini.encode`` scan: ``llara`` goes first, so that built-in keys ("ance", "auto") never win.
@@ -15,12 +14,10 @@ Pyserini's CLIs (``python -m ...``) under ``run_cli``. The doors:
   model encoded the queries.
 - ``pyserini.search.faiss.__main__.init_query_encoder`` as ``pyserini.search.hybrid`` calls it,
   with no precision to pass: a LLaRA encoder takes the index's.
-- ``pyserini.encode.query``'s own ``init_encoder``; run as a CLI with a LLaRA encoder, the work
-  goes to ``pyserini_llara.queries`` (same flags; batched; the output records the model).
-- The CLIs' argparse: ``--encoder-class llara`` is accepted, and ``pyserini.encode``'s
-  ``--max-length`` default is marked as Pyserini's (``PyseriniDefault``), so that a LLaRA
-  passage keeps the release's 512 tokens unless the user asked for another length.
+- ``pyserini.encode.query``'s own ``init_encoder``.
 - ``DefaultQueryIterator.from_topics``: an empty topics file is called empty, not "Not Found".
+
+The doors that Pyserini's CLIs open in their argparse are in ``clis``.
 
 Factories, not classes, go into the class maps: importing our encoder module imports
 ``pyserini.encode``, which may be what is being imported right now.
@@ -28,34 +25,11 @@ Factories, not classes, go into the class maps: importing our encoder module imp
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-import sys
-from contextlib import contextmanager
 
-KEY = "llara"
-DEFAULT_MODEL = "BAAI/LLARA-passage"
-# A LLaRA query encoder built with this precision takes the precision of the index it searches.
-INDEX_PRECISION = "index"
-
-
-class PyseriniDefault(int):
-    """A number that a Pyserini CLI filled in from its own default: the user did not choose it."""
-
-
-def model_name(encoder: str) -> str:
-    """``llara`` -> the released passage model; ``llara:X`` -> X; any other name as given."""
-    if encoder.lower() == KEY:
-        return DEFAULT_MODEL
-    if encoder.lower().startswith(KEY + ":"):
-        return encoder[len(KEY) + 1:]
-    return encoder
-
-
-def names_llara(encoder: str | None) -> bool:
-    """Pyserini's own rule for its class maps: the key is a substring of the lower-cased name."""
-    return bool(encoder) and KEY in encoder.lower()
+from ..names import KEY, names_llara
+from ..precision import INDEX_PRECISION
 
 
 def query_encoder_factory(**kwargs):
@@ -200,52 +174,3 @@ PATCHES = {
 
 def after_import(name: str, module) -> None:
     PATCHES[name](module)
-
-
-@contextmanager
-def _cli_arguments(mark_max_length: bool):
-    """While a Pyserini CLI builds its parsers: ``llara`` joins ``--encoder-class``'s choices, and
-    ``--max-length``'s default is marked as Pyserini's where ``mark_max_length``."""
-    own = argparse.ArgumentParser.__dict__.get("add_argument")
-    add_argument = argparse.ArgumentParser.add_argument
-
-    def patched(self, *names, **kwargs):
-        if "--encoder-class" in names and kwargs.get("choices") is not None:
-            kwargs["choices"] = [*kwargs["choices"], KEY]
-        if mark_max_length and "--max-length" in names and isinstance(kwargs.get("default"), int):
-            kwargs["default"] = PyseriniDefault(kwargs["default"])
-        return add_argument(self, *names, **kwargs)
-
-    argparse.ArgumentParser.add_argument = patched
-    try:
-        yield
-    finally:
-        if own is None:
-            del argparse.ArgumentParser.add_argument
-        else:
-            argparse.ArgumentParser.add_argument = own
-
-
-def _encoder_option(argv: list[str]) -> str | None:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--encoder")
-    return parser.parse_known_args(argv)[0].encoder
-
-
-def run_cli(name: str, code, namespace: dict) -> None:
-    """Run a Pyserini CLI's code as ``__main__``, with the LLaRA doors open; a search that cannot
-    give right results ends with one line naming the problem and exit status 1, before any
-    run file is written."""
-    from .checks import CLI_ERRORS
-
-    argv = sys.argv[1:]
-    if name == "pyserini.encode.query" and names_llara(_encoder_option(argv)):
-        from .queries import main
-
-        raise SystemExit(main(argv, prog="python -m pyserini.encode.query", pyserini_flags=True))
-    with _cli_arguments(mark_max_length=name == "pyserini.encode.__main__"):
-        try:
-            exec(code, namespace)
-        except CLI_ERRORS as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(1) from None

@@ -5,25 +5,25 @@ returns noise, one of another dimension fails on a bare AssertionError once the 
 open. An index built by ``pyserini_llara.index`` records in ``meta.json`` the model that made
 its vectors (``model_fingerprint``: the model whatever its spelling), their dimension and
 precision; queries encoded by ``pyserini_llara.queries`` record theirs. ``FaissSearcher``
-(patched by ``registration``) calls ``check_encoder`` before it reads an index and
+(patched by ``patches``) calls ``check_encoder`` before it reads an index and
 ``check_dimension`` after.
 """
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from .index import IndexMeta
-from .modeling import ModelLoadError
-from .template import MissingLlaraTokensError
+from ..modeling import ModelLoadError
+from ..records import EncodedQueriesMeta, IndexMeta
+from ..template import MissingLlaraTokensError
+from .encoders import LlaraQueryEncoder
 
 
 class SearchSetupError(ValueError):
     """A search that cannot give right results as asked; the message says what to change."""
 
 
-# What a Pyserini CLI run under ``registration.run_cli`` reports in one line, with exit status 1.
+# What a Pyserini CLI run under ``clis.run_cli`` reports in one line, with exit status 1.
 CLI_ERRORS = (SearchSetupError, ModelLoadError, MissingLlaraTokensError)
 
 
@@ -45,9 +45,6 @@ def check_encoder(index_dir, encoder) -> None:
     A LLaRA query encoder first takes the index's precision where its caller chose none, then
     loads its model (a model that cannot load fails here too) and is fingerprinted.
     """
-    from .encoders import LlaraQueryEncoder
-    from .queries import EncodedQueriesMeta
-
     meta = IndexMeta.find(index_dir)
     if isinstance(encoder, LlaraQueryEncoder):
         if meta is not None:
@@ -72,8 +69,6 @@ def check_encoder(index_dir, encoder) -> None:
 
 def _encoder_dimension(encoder) -> tuple[int, str] | None:
     """The dimension of the encoder's vectors and what to call it, where it is known."""
-    from .encoders import LlaraQueryEncoder
-
     if isinstance(encoder, LlaraQueryEncoder):
         return encoder.dimension, f"the query encoder {encoder.model_name}"
     first = next(iter(getattr(encoder, "embedding", {}).values()), None) if _encoded_only(encoder) else None

@@ -2,11 +2,13 @@
 
 Pyserini constructs these with its own keywords (``encoder_dir=``/``model_name=``,
 ``device=``, ``fp16=``, ...) and calls ``encode``; everything LLaRA-specific is delegated
-to :class:`~pyserini_llara.encoding.LlaraEncoder`.
+to :class:`~pyserini_llara.encoding.LlaraEncoder`, loaded through
+:class:`~pyserini_llara.encoder_config.EncoderConfig` as every other command loads it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import Sequence
@@ -14,14 +16,17 @@ from typing import Sequence
 import numpy as np
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
-from .encoding import LlaraEncoder
-from .modeling import model_fingerprint
-from .precision import pyserini_half
-from .registration import INDEX_PRECISION, PyseriniDefault
-from .registration import model_name as llara_model
-from .template import DEFAULT_MAX_TEXT_TOKENS, join_title
+from ..encoder_config import EncoderConfig
+from ..encoding import LlaraEncoder
+from ..fingerprint import model_fingerprint
+from ..precision import INDEX_PRECISION, pyserini_half
+from ..template import DEFAULT_MAX_TEXT_TOKENS, join_title
 
 logger = logging.getLogger(__name__)
+
+
+class PyseriniDefault(int):
+    """A number that a Pyserini CLI filled in from its own default (``clis`` marks it): the user did not choose it."""
 
 
 def _precision(device: str, fp16: bool, dtype: str) -> str:
@@ -46,11 +51,10 @@ class LlaraQueryEncoder(QueryEncoder):
                  max_length: int = DEFAULT_MAX_TEXT_TOKENS, dtype: str = "float32", **_pyserini_kwargs):
         super().__init__()
         _warn_tokenizer(tokenizer_name)
-        self.model_name = llara_model(encoder_dir)
-        self.lora = lora
-        self.add_tokens = add_tokens
-        self.max_length = max_length
-        self.device = device or "cpu"
+        self.config = EncoderConfig(encoder=encoder_dir, lora=lora, add_tokens=add_tokens, device=device or "cpu",
+                                    max_length=max_length)
+        self.model_name = self.config.model
+        self.device = self.config.device
         self.dtype = _precision(self.device, fp16, dtype)
         self.has_model = True
         self._encoder: LlaraEncoder | None = None
@@ -62,9 +66,7 @@ class LlaraQueryEncoder(QueryEncoder):
     def load(self) -> LlaraEncoder:
         if self._encoder is None:
             dtype = "float32" if self.dtype == INDEX_PRECISION else self.dtype
-            self._encoder = LlaraEncoder.from_pretrained(self.model_name, lora=self.lora, dtype=dtype,
-                                                         device=self.device, add_tokens=self.add_tokens,
-                                                         max_text_tokens=self.max_length)
+            self._encoder = dataclasses.replace(self.config, dtype=dtype).load()
         return self._encoder
 
     @property
@@ -73,8 +75,8 @@ class LlaraQueryEncoder(QueryEncoder):
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """``modeling.model_fingerprint`` of the model (a hub model's once loading has cached it)."""
-        return model_fingerprint(self.model_name, self.lora)
+        """``fingerprint.model_fingerprint`` of the model (a hub model's once loading has cached it)."""
+        return model_fingerprint(self.model_name, self.config.lora)
 
     def follow_index(self, index_dtype: str) -> None:
         """Take the precision of the index searched, where the caller chose none."""
@@ -95,10 +97,9 @@ class LlaraDocumentEncoder(DocumentEncoder):
                  fp16: bool = False, lora: str | None = None, add_tokens: bool = False,
                  batch_size: int = 32, **_pyserini_kwargs):
         _warn_tokenizer(tokenizer_name)
-        self.encoder = LlaraEncoder.from_pretrained(llara_model(model_name), lora=lora,
-                                                    dtype=_precision(device, fp16, "float32"),
-                                                    device=device or "cpu", add_tokens=add_tokens,
-                                                    batch_size=batch_size)
+        device = device or "cpu"
+        self.encoder = EncoderConfig(encoder=model_name, lora=lora, add_tokens=add_tokens, device=device,
+                                     dtype=_precision(device, fp16, "float32"), batch_size=batch_size).load()
         self._device = device
 
     def encode(self, texts: Sequence[str], titles: Sequence[str] | None = None, fp16: bool = False,
