@@ -24,11 +24,9 @@ from typing import Sequence
 
 from .atomic import atomic_file
 from .cli import add_debug_flag, report, setup_logging
-from .encoder_config import EncoderConfig
-from .names import DEFAULT_MODEL
-from .precision import PRECISIONS
+from .encoder_config import EncoderConfig, add_encoder_arguments
 from .records import EncodedQueriesMeta
-from .template import DEFAULT_MAX_TEXT_TOKENS, PREFIX, PROMPT_SUFFIXES
+from .template import PREFIX, PROMPT_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -127,21 +125,10 @@ def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:
                              "(.tsv/.txt: qid<TAB>text; .jsonl: {\"qid\": ..., \"title\": text}; .json; .trec)")
     parser.add_argument("--topics-format", default="default", choices=TOPICS_FORMATS,
                         help="Pyserini's topics format (default: default)")
-    parser.add_argument("--encoder", default="llara",
-                        help="llara:MODEL, a model directory, a .gguf file or a hub id "
-                             f"(default llara = {DEFAULT_MODEL})")
     parser.add_argument("--output", required=True, help="encoded-queries directory to write")
-    parser.add_argument("--lora", help="LoRA adapter directory to merge into the model")
-    parser.add_argument("--add-tokens", action="store_true",
-                        help="add <s1>..<s16> to a base LLM that lacks them (zero-shot, unadapted)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
-    parser.add_argument("--dtype", default="float32", choices=PRECISIONS,
-                        help="model precision (default float32, as pyserini.search.faiss without --fp16; "
-                             "auto = the device's fast half precision, as with --fp16)")
-    parser.add_argument("--batch-size", type=int, default=1, help="queries per forward pass (default 1)")
-    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_TEXT_TOKENS,
-                        help="text tokens kept per query; the prompt is added on top "
-                             f"(default {DEFAULT_MAX_TEXT_TOKENS})")
+    add_encoder_arguments(parser, QueryEncodingConfig(), unit=("query", "queries"),
+                          dtype_help="model precision (default float32, as pyserini.search.faiss without --fp16; "
+                                     "auto = the device's fast half precision, as with --fp16)")
     parser.add_argument("--overwrite", action="store_true", help="replace encoded queries already in --output")
     add_debug_flag(parser)
     if pyserini_flags:  # pyserini.encode.query's options for other encoders: accepted, and they change nothing

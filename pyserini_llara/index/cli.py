@@ -7,9 +7,7 @@ import sys
 from typing import Sequence
 
 from ..cli import add_debug_flag, report, setup_logging
-from ..names import DEFAULT_MODEL
-from ..precision import PRECISIONS
-from ..template import DEFAULT_MAX_TEXT_TOKENS
+from ..encoder_config import add_encoder_arguments
 from .build import build_index
 from .config import IndexBuildError, IndexConfig
 from .distributed import build_index_distributed, launched_ranks
@@ -35,21 +33,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="JSONL file or directory of *.jsonl / *.jsonl.gz (fields id/docid/_id and contents, "
                              "or title + text), or an ir-datasets id such as msmarco-passage")
     parser.add_argument("--output", required=True, help="index directory to write")
-    parser.add_argument("--encoder", default="llara",
-                        help="llara:MODEL, a model directory, a .gguf file or a hub id "
-                             f"(default llara = {DEFAULT_MODEL})")
-    parser.add_argument("--lora", help="LoRA adapter directory to merge into the model")
-    parser.add_argument("--add-tokens", action="store_true",
-                        help="add <s1>..<s16> to a base LLM that lacks them (zero-shot, unadapted)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
-    parser.add_argument("--dtype", default="auto", choices=PRECISIONS,
-                        help="model weights dtype; auto (default) = bfloat16 where the device runs it natively "
-                             "(recent GPUs, CPUs with AVX-512 BF16 or AMX), float16 on older GPUs, float32 on "
-                             "other CPUs; meta.json records the one used")
-    parser.add_argument("--batch-size", type=int, default=32, help="documents per forward pass (default 32)")
-    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_TEXT_TOKENS,
-                        help="text tokens kept per document; the prompt is added on top "
-                             f"(default {DEFAULT_MAX_TEXT_TOKENS})")
+    add_encoder_arguments(parser, IndexConfig(), unit=("document", "documents"),
+                          dtype_help="model weights dtype; auto (default) = bfloat16 where the device runs it "
+                                     "natively (recent GPUs, CPUs with AVX-512 BF16 or AMX), float16 on older GPUs, "
+                                     "float32 on other CPUs; meta.json records the one used")
     parser.add_argument("--index-type", default="Flat", help=INDEX_TYPE_HELP)
     parser.add_argument("--nprobe", type=int,
                         help="IVF lists searched per query, stored in the index "
