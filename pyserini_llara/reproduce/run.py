@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..records import META_FILE
 from .matrix import MatrixError, Row
 from .plan import Step, plan
 from .results import Outcome, append, judge
@@ -37,7 +38,7 @@ def _check_cached(step: Step) -> None:
     from ..fingerprint import local_model_dir, model_fingerprint
 
     directory = Path(step.creates).parent
-    recorded = json.loads((directory / "meta.json").read_text()).get("model_fingerprint")
+    recorded = json.loads((directory / META_FILE).read_text()).get("model_fingerprint")
     if not recorded or local_model_dir(step.model) is None:
         return
     current = model_fingerprint(step.model)
