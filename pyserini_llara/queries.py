@@ -77,11 +77,12 @@ def output_directory(output: str | os.PathLike) -> Path:
 
 
 def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncodingConfig = QueryEncodingConfig(), *,
-                   topics_format: str = "default", overwrite: bool = False) -> Path:
+                   topics_format: str = "default", overwrite: bool = False, max_queries: int | None = None) -> Path:
     """Encode the queries of ``topics`` (a Pyserini topic name or a TSV/JSONL/... file) with LLaRA
     into the encoded-queries directory ``output``; returns it.
 
-    An ``output`` that already holds encoded queries is refused unless ``overwrite``.
+    An ``output`` that already holds encoded queries is refused unless ``overwrite``; ``max_queries``
+    keeps the first N, as Pyserini 2.x's ``--max-queries``.
     """
     import pandas as pd
     from tqdm import tqdm
@@ -92,7 +93,7 @@ def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncoding
     if (directory / EMBEDDING_FILE).exists() and not overwrite:
         raise QueriesError(f"{directory / EMBEDDING_FILE} already exists; pass --overwrite to replace it, "
                            "or choose another --output")
-    pairs = read_topics(topics, topics_format)
+    pairs = read_topics(topics, topics_format)[:max_queries]
     name = config.model
     encoder = config.load()
     texts = [text for _, text in pairs]
@@ -131,10 +132,12 @@ def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:
                                      "auto = the device's fast half precision, as with --fp16)")
     parser.add_argument("--overwrite", action="store_true", help="replace encoded queries already in --output")
     add_debug_flag(parser)
-    if pyserini_flags:  # pyserini.encode.query's options for other encoders: accepted, and they change nothing
-        for flag in ("--pooling", "--prefx", "--weight-range", "--quant-range"):
+    if pyserini_flags:  # pyserini.encode.query's options (1.6, 2.x) for other encoders: accepted, they change nothing
+        for flag in ("--pooling", "--prefx", "--prefix", "--weight-range", "--quant-range"):
             parser.add_argument(flag, help=argparse.SUPPRESS)
         parser.add_argument("--l2-norm", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--bpr", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--max-queries", type=int, help="encode the first N queries (Pyserini 2.x)")
     return parser
 
 
@@ -143,14 +146,22 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m pyserini_llar
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
     args = vars(_build_parser(prog, pyserini_flags).parse_args(argv))
-    ignored = [flag for flag in ("pooling", "prefx", "weight_range", "quant_range", "l2_norm") if args.pop(flag, None)]
+    ignored = [flag for flag in ("pooling", "prefx", "prefix", "weight_range", "quant_range", "l2_norm")
+               if args.pop(flag, None)]
     if ignored:
         logger.warning("ignoring %s: LLaRA pools its own placeholder tokens and normalises its vectors",
                        ", ".join("--" + flag.replace("_", "-") for flag in ignored))
     topics, output, topics_format = args.pop("topics"), args.pop("output"), args.pop("topics_format")
-    overwrite, debug = args.pop("overwrite"), args.pop("debug")
+    overwrite, debug, max_queries = args.pop("overwrite"), args.pop("debug"), args.pop("max_queries", None)
+    if args.pop("bpr", False):
+        return report(QueriesError("--bpr asks for BPR's binary codes, which a LLaRA model does not make: drop --bpr"),
+                      debug)
+    if max_queries is not None and max_queries < 1:
+        return report(QueriesError(f"--max-queries {max_queries}: give the number of queries to encode, 1 or more"),
+                      debug)
     try:
-        encode_queries(topics, output, QueryEncodingConfig(**args), topics_format=topics_format, overwrite=overwrite)
+        encode_queries(topics, output, QueryEncodingConfig(**args), topics_format=topics_format, overwrite=overwrite,
+                       max_queries=max_queries)
     except (ValueError, OSError) as error:
         return report(error, debug)
     return 0

@@ -3,6 +3,7 @@
 entry points: its Python API, and its CLIs run as ``python -m`` runs them (runpy, in this process;
 test_cli_e2e.py runs them in fresh processes)."""
 
+import inspect
 import json
 import runpy
 import shutil
@@ -239,7 +240,8 @@ def test_an_empty_topics_file_is_called_empty(world, tmp_path, capsys):
 def test_pyserini_encode_query_init_encoder_gives_llara(world):
     from pyserini.encode.query import init_encoder
 
-    encoder = init_encoder(f"llara:{world.model}", device="cpu", pooling="cls", l2_norm=False, prefix=None)
+    bpr = {"bpr": False} if "bpr" in inspect.signature(init_encoder).parameters else {}  # Pyserini 2.x
+    encoder = init_encoder(f"llara:{world.model}", device="cpu", pooling="cls", l2_norm=False, prefix=None, **bpr)
     np.testing.assert_allclose(np.stack([encoder.encode(text, max_length=256) for text in TOPICS.values()]),
                                world.queries, atol=1e-5)
 
@@ -264,6 +266,19 @@ def test_pyserini_encode_query_writes_llara_encoded_queries(world, encoded_queri
     assert meta.prompt == '"{query}", predict the following passage within eight words: ' + \
         "".join(f"<s{i}>" for i in range(9, 17))
     assert (meta.dimension, meta.dtype, meta.max_length, meta.count) == (64, "float32", 512, len(TOPICS))
+
+
+def test_pyserini_2_encode_query_flags_with_a_llara_encoder(world, tmp_path, capsys):
+    """Pyserini 2.x's --prefix, --max-queries and --bpr, on either Pyserini: the LLaRA door reads them itself."""
+    output = tmp_path / "first-two"
+    assert pyserini_cli("pyserini.encode.query", "--encoder", f"llara:{world.model}", "--topics",
+                        world.root / "topics.tsv", "--output", output, "--prefix", "query:", "--max-queries", 2) == 0
+    frame = pd.read_pickle(output / "embedding.pkl")
+    assert list(frame["id"]) == list(TOPICS)[:2]
+    np.testing.assert_allclose(np.stack(frame["embedding"]), world.queries[:2], atol=1e-5)
+    assert pyserini_cli("pyserini.encode.query", "--encoder", f"llara:{world.model}", "--topics",
+                        world.root / "topics.tsv", "--output", tmp_path / "bpr", "--bpr") == 1
+    assert "--bpr" in error_line(capsys) and not (tmp_path / "bpr").exists()
 
 
 def test_encoded_queries_of_another_model_are_refused(world, other_models, tmp_path, capsys):

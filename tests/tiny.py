@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 CORPUS = [
@@ -50,5 +51,26 @@ def build_tiny_llama(path: Path, *, with_llara_tokens: bool = True, add_bos: boo
     model = LlamaForCausalLM(config)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_tiny_bert(path: Path, *, hidden_size: int = 32) -> Path:
+    """A tiny random BERT with a WordPiece vocabulary of CORPUS: a model of Pyserini's own encoders
+    (``--encoder-class auto``) that builds offline."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    words = sorted({w.strip(".,!?\"'():;").lower() for line in CORPUS for w in line.split()} - {""})
+    chars = sorted({c for line in CORPUS for c in line.lower() if not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars), *words]
+    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    vocab_argument = "vocab" if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters else "vocab_file"
+    tokenizer = BertTokenizerFast(**{vocab_argument: str(path / "vocab.txt")})  # transformers 5 renamed it
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

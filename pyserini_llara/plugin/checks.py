@@ -17,6 +17,7 @@ from ..modeling import ModelLoadError
 from ..records import EncodedQueriesMeta, IndexMeta
 from ..template import MissingLlaraTokensError
 from .encoders import LlaraQueryEncoder
+from .pyserini_api import encoded_embeddings, encoded_queries_dir, has_encoded_queries
 
 
 class SearchSetupError(ValueError):
@@ -36,7 +37,7 @@ def _refuse_other_model(index_dir, meta: IndexMeta, what: str, model: str, finge
 
 def _encoded_only(encoder) -> bool:
     """A Pyserini ``QueryEncoder`` that only looks queries up in ``--encoded-queries``."""
-    return getattr(encoder, "has_encoded_query", False) and not getattr(encoder, "has_model", False)
+    return has_encoded_queries(encoder) and not getattr(encoder, "has_model", False)
 
 
 def check_encoder(index_dir, encoder) -> None:
@@ -54,9 +55,9 @@ def check_encoder(index_dir, encoder) -> None:
             _refuse_other_model(index_dir, meta, "the query encoder is", encoder.model_name, encoder.fingerprint,
                                 f"search it with --encoder llara:{meta.model}")
     elif _encoded_only(encoder):
-        queries = EncodedQueriesMeta.find(getattr(encoder, "encoded_query_dir", None))
+        queries = EncodedQueriesMeta.find(encoded_queries_dir(encoder))
         if meta is not None and queries is not None:
-            _refuse_other_model(index_dir, meta, f"the queries in {encoder.encoded_query_dir} were encoded by",
+            _refuse_other_model(index_dir, meta, f"the queries in {encoded_queries_dir(encoder)} were encoded by",
                                 queries.model, queries.model_fingerprint,
                                 "encode the topics with the index's model (python -m pyserini_llara.queries "
                                 f"--encoder llara:{meta.model} ...)")
@@ -71,9 +72,9 @@ def _encoder_dimension(encoder) -> tuple[int, str] | None:
     """The dimension of the encoder's vectors and what to call it, where it is known."""
     if isinstance(encoder, LlaraQueryEncoder):
         return encoder.dimension, f"the query encoder {encoder.model_name}"
-    first = next(iter(getattr(encoder, "embedding", {}).values()), None) if _encoded_only(encoder) else None
+    first = next(iter(encoded_embeddings(encoder).values()), None) if _encoded_only(encoder) else None
     if first is not None and np.ndim(first) == 1:  # BPR's encoded queries hold dense + binary pairs
-        return len(first), f"the encoded queries in {getattr(encoder, 'encoded_query_dir', None)}"
+        return len(first), f"the encoded queries in {encoded_queries_dir(encoder)}"
     return None
 
 

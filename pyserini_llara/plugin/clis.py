@@ -5,16 +5,19 @@ argparse parsers are built with two changes: ``--encoder-class llara`` is accept
 ``pyserini.encode``'s ``--max-length`` default is marked as Pyserini's (``PyseriniDefault``), so that
 a LLaRA passage keeps the release's 512 tokens unless the user asked for another length.
 ``python -m pyserini.encode.query`` with a LLaRA encoder runs ``pyserini_llara.queries`` instead
-(same flags; batched; the output records the model).
+(same flags; batched; the output records the model); an empty topics file is called empty, not "Not Found".
+A run that involves no LLaRA model, index or encoded queries runs exactly as Pyserini wrote it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from ..names import KEY, names_llara
+from ..records import EncodedQueriesMeta, IndexMeta
 
 
 @contextmanager
@@ -43,10 +46,44 @@ def _cli_arguments(mark_max_length: bool):
             argparse.ArgumentParser.add_argument = own
 
 
-def _encoder_option(argv: list[str]) -> str | None:
+@contextmanager
+def _empty_topics_named():
+    """``DefaultQueryIterator.from_topics`` calls a topics file that holds no topics "not found"; say it is empty."""
+    from pyserini.query_iterator import DefaultQueryIterator
+
+    from .checks import SearchSetupError
+
+    own = DefaultQueryIterator.__dict__["from_topics"]
+
+    def from_topics(cls, topics_path, *args, **kwargs):
+        try:
+            return own.__func__(cls, topics_path, *args, **kwargs)
+        except FileNotFoundError:
+            if not os.path.isfile(topics_path):
+                raise
+            raise SearchSetupError(f"topics file {topics_path} holds no topics: give one query per line "
+                                   "(.tsv/.txt: qid<TAB>text; .jsonl: {\"qid\": ..., \"title\": text})") from None
+
+    DefaultQueryIterator.from_topics = classmethod(from_topics)
+    try:
+        yield
+    finally:
+        DefaultQueryIterator.from_topics = own
+
+
+def _options(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--encoder")
-    return parser.parse_known_args(argv)[0].encoder
+    for flag in ("--encoder", "--encoder-class", "--index", "--encoded-queries"):
+        parser.add_argument(flag, action="append", default=[])
+    return parser.parse_known_args(argv)[0]
+
+
+def involves_llara(argv: list[str]) -> bool:
+    """A LLaRA model (by name or ``--encoder-class``), a LLaRA index or LLaRA encoded queries on the command line."""
+    options = _options(argv)
+    return (any(names_llara(name) for name in options.encoder) or KEY in options.encoder_class
+            or any(IndexMeta.find(path) is not None for path in options.index)
+            or any(EncodedQueriesMeta.find(path) is not None for path in options.encoded_queries))
 
 
 def run_cli(name: str, code, namespace: dict) -> None:
@@ -56,11 +93,15 @@ def run_cli(name: str, code, namespace: dict) -> None:
     from .checks import CLI_ERRORS
 
     argv = sys.argv[1:]
-    if name == "pyserini.encode.query" and names_llara(_encoder_option(argv)):
+    if not involves_llara(argv):
+        exec(code, namespace)
+        return
+    if name == "pyserini.encode.query":
         from ..queries import main
 
         raise SystemExit(main(argv, prog="python -m pyserini.encode.query", pyserini_flags=True))
-    with _cli_arguments(mark_max_length=name == "pyserini.encode.__main__"):
+    topics_door = _empty_topics_named() if name.startswith("pyserini.search") else nullcontext()
+    with _cli_arguments(mark_max_length=name == "pyserini.encode.__main__"), topics_door:
         try:
             exec(code, namespace)
         except CLI_ERRORS as error:

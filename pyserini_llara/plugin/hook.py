@@ -8,13 +8,20 @@ It imports nothing heavy: it only watches for a few imports and hands them to th
   gives LLaRA's encoder through every door.
 - Pyserini's CLIs started with ``python -m``: runpy asks their loader for the code and runs it
   as ``__main__``; that code then runs under ``clis.run_cli``.
+
+``PYSERINI_LLARA_PLUGIN=off`` (or ``0``, ``false``, ``no``) closes the doors: Pyserini's modules and CLIs
+run as Pyserini wrote them. Only the Java runtime is still provided (it changes no result, and
+without it Pyserini cannot start where no Java 21+ is installed).
 """
 
+import os
 import sys
 
+OFF_SWITCH = "PYSERINI_LLARA_PLUGIN"
+
 _BEFORE = frozenset({"jnius"})
-AFTER = frozenset({"pyserini.encode", "pyserini.query_iterator", "pyserini.search.faiss._searcher",
-                   "pyserini.search.faiss.__main__", "pyserini.encode.query"})
+AFTER = frozenset({"pyserini.encode", "pyserini.search.faiss._searcher", "pyserini.search.faiss.__main__",
+                   "pyserini.encode.query"})
 CLIS = frozenset({"pyserini.search.faiss.__main__", "pyserini.search.hybrid.__main__",
                   "pyserini.encode.__main__", "pyserini.encode.query"})
 _scripts: dict = {}
@@ -70,8 +77,11 @@ class _Loader:
 
 
 class _Finder:
+    def __init__(self, watched: frozenset):
+        self._watched = watched
+
     def find_spec(self, fullname, path, target=None):
-        if fullname not in _BEFORE and fullname not in AFTER and fullname not in CLIS:
+        if fullname not in self._watched:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -84,6 +94,10 @@ class _Finder:
         return None
 
 
+def doors_open() -> bool:
+    return os.environ.get(OFF_SWITCH, "").strip().lower() not in ("off", "0", "false", "no")
+
+
 def install():
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _Finder())
+        sys.meta_path.insert(0, _Finder(_BEFORE | AFTER | CLIS if doors_open() else _BEFORE))

@@ -1,22 +1,25 @@
-"""The patches that open Pyserini's doors to LLaRA: every place where Pyserini turns a model name into a
-dense encoder, or starts a dense search (pyserini 1.6).
+"""The patches that open Pyserini's doors to LLaRA: every place where Pyserini (1.6 or 2.x) turns a model name
+into a dense encoder, or starts a dense search.
 
 ``hook`` calls ``after_import`` right after each module of ``PATCHES`` is imported. The doors:
 
 - ``pyserini.encode``'s class maps, which ``pyserini.search.faiss``, ``pyserini.search.hybrid`` and
   ``pyserini.encode`` scan: ``llara`` goes first, so that built-in keys ("ance", "auto") never win.
-- ``FaissSearcher(index, "llara:DIR")`` and ``FaissSearcher.from_prebuilt_index``: its
-  ``_init_encoder_from_str`` reads no class map; a LLaRA name now gives LLaRA's encoder.
+- ``FaissSearcher(index, "llara:DIR")`` and ``FaissSearcher.from_prebuilt_index`` (and so
+  ``pyserini.server``, which builds its searchers so): ``_init_encoder_from_str`` reads no class
+  map; a LLaRA name now gives LLaRA's encoder.
 - ``FaissSearcher.__init__``: an index built by ``pyserini_llara.index`` is checked against the
   query encoder before Pyserini reads it (``checks``); dense PRF on an index that cannot return
   its vectors fails with one line.
-- ``QueryEncoder(DIR)`` (``--encoded-queries DIR``) remembers DIR, whose ``meta.json`` says which
-  model encoded the queries.
+- ``QueryEncoder(DIR)`` (``--encoded-queries DIR``): DIR is remembered, as its ``meta.json`` says
+  which model encoded the queries.
 - ``pyserini.search.faiss.__main__.init_query_encoder`` as ``pyserini.search.hybrid`` calls it,
   with no precision to pass: a LLaRA encoder takes the index's.
 - ``pyserini.encode.query``'s own ``init_encoder``.
-- ``DefaultQueryIterator.from_topics``: an empty topics file is called empty, not "Not Found".
 
+Every wrapper takes ``*args, **kwargs`` and hands them to Pyserini unchanged; it acts only where a LLaRA
+model, index or encoded-queries directory is involved. A target that is missing or has another shape
+(``pyserini_api.require``) leaves its module as Pyserini made it, with one debug-level log line.
 The doors that Pyserini's CLIs open in their argparse are in ``clis``.
 
 Factories, not classes, go into the class maps: importing our encoder module imports
@@ -26,10 +29,18 @@ Factories, not classes, go into the class maps: importing our encoder module imp
 from __future__ import annotations
 
 import functools
-import os
+import inspect
+import logging
+import weakref
 
 from ..names import KEY, names_llara
 from ..precision import INDEX_PRECISION
+from ..records import EncodedQueriesMeta, IndexMeta
+from .pyserini_api import OtherShape, encoded_queries_dir, remember_encoded_queries_dir, require
+
+logger = logging.getLogger(__name__)
+# The FaissSearchers that search with or in LLaRA: only their errors are rewritten.
+llara_searchers: weakref.WeakSet = weakref.WeakSet()
 
 
 def query_encoder_factory(**kwargs):
@@ -55,52 +66,76 @@ def register(module=None) -> None:
     """Insert the ``llara`` keys at the front of ``pyserini.encode``'s two class maps."""
     if module is None:
         import pyserini.encode as module
-    _put_first(module.query_encoder_class_map, KEY, query_encoder_factory)
-    _put_first(module.document_encoder_class_map, KEY, document_encoder_factory)
+    maps = [require(module, name) for name in ("query_encoder_class_map", "document_encoder_class_map")]
+    if not all(isinstance(mapping, dict) for mapping in maps):
+        raise OtherShape("pyserini.encode's class maps are not dicts")
+    _put_first(maps[0], KEY, query_encoder_factory)
+    _put_first(maps[1], KEY, document_encoder_factory)
 
 
 def _patch_encode(module) -> None:
+    init = require(require(module, "QueryEncoder"), "__init__")
+    parameters = list(inspect.signature(init).parameters)
+    if len(parameters) < 2:
+        raise OtherShape("QueryEncoder.__init__ takes no encoded-queries directory")
     register(module)
-    init = module.QueryEncoder.__init__
+    signature, directory_parameter = inspect.signature(init), parameters[1]
 
     @functools.wraps(init)
-    def __init__(self, encoded_query_dir=None, *args, **kwargs):
-        init(self, encoded_query_dir, *args, **kwargs)
-        self.encoded_query_dir = encoded_query_dir
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        directory = signature.bind_partial(self, *args, **kwargs).arguments.get(directory_parameter)
+        if directory:
+            remember_encoded_queries_dir(self, directory)
 
     module.QueryEncoder.__init__ = __init__
+
+
+def _involves_llara(index_dir, query_encoder) -> bool:
+    from .encoders import LlaraQueryEncoder
+
+    if isinstance(query_encoder, str):
+        return names_llara(query_encoder) or IndexMeta.find(index_dir) is not None
+    return (isinstance(query_encoder, LlaraQueryEncoder) or IndexMeta.find(index_dir) is not None
+            or EncodedQueriesMeta.find(encoded_queries_dir(query_encoder)) is not None)
 
 
 def _patch_faiss_searcher(module) -> None:
     from .checks import check_dimension, check_encoder, prf_vectors_error
 
-    searcher = module.FaissSearcher
-    from_str = searcher.__dict__["_init_encoder_from_str"].__func__
+    searcher = require(module, "FaissSearcher")
+    init = require(searcher, "__init__", ("index_dir", "query_encoder"))
+    from_str = require(searcher, "_init_encoder_from_str")
+    search, batch_search = require(searcher, "search"), require(searcher, "batch_search")
+    signature = inspect.signature(init)
 
     @functools.wraps(from_str)
-    def _init_encoder_from_str(encoder):
+    def _init_encoder_from_str(encoder, *args, **kwargs):
         if names_llara(encoder):
             return query_encoder_factory(encoder_dir=encoder, dtype=INDEX_PRECISION)
-        return from_str(encoder)
-
-    init = searcher.__init__
+        return from_str(encoder, *args, **kwargs)
 
     @functools.wraps(init)
-    def __init__(self, index_dir, query_encoder, *args, **kwargs):
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        index_dir, query_encoder = bound.arguments["index_dir"], bound.arguments["query_encoder"]
+        if not _involves_llara(index_dir, query_encoder):
+            return init(self, *args, **kwargs)
         if isinstance(query_encoder, str):
-            query_encoder = self._init_encoder_from_str(query_encoder)
+            bound.arguments["query_encoder"] = query_encoder = self._init_encoder_from_str(query_encoder)
         check_encoder(index_dir, query_encoder)
-        init(self, index_dir, query_encoder, *args, **kwargs)
+        init(*bound.args, **bound.kwargs)
         self.index_dir = str(index_dir)
+        llara_searchers.add(self)
         check_dimension(self)
 
-    def with_vectors_error(search):
-        @functools.wraps(search)
+    def with_vectors_error(method):
+        @functools.wraps(method)
         def wrapper(self, *args, **kwargs):
             try:
-                return search(self, *args, **kwargs)
+                return method(self, *args, **kwargs)
             except RuntimeError as error:
-                clear = prf_vectors_error(self, error)
+                clear = prf_vectors_error(self, error) if self in llara_searchers else None
                 if clear is None:
                     raise
                 raise clear from None
@@ -109,17 +144,15 @@ def _patch_faiss_searcher(module) -> None:
 
     searcher._init_encoder_from_str = staticmethod(_init_encoder_from_str)
     searcher.__init__ = __init__
-    searcher.search = with_vectors_error(searcher.search)
-    searcher.batch_search = with_vectors_error(searcher.batch_search)
+    searcher.search = with_vectors_error(search)
+    searcher.batch_search = with_vectors_error(batch_search)
 
 
 def _patch_search_main(module) -> None:
     """``pyserini.search.hybrid`` calls ``init_query_encoder`` without ``fp16``: it cannot state a precision."""
-    import inspect
-
     from .encoders import LlaraQueryEncoder
 
-    init_query_encoder = module.init_query_encoder
+    init_query_encoder = require(module, "init_query_encoder", ("fp16",))
     signature = inspect.signature(init_query_encoder)
 
     @functools.wraps(init_query_encoder)
@@ -133,39 +166,22 @@ def _patch_search_main(module) -> None:
 
 
 def _patch_encode_query(module) -> None:
-    init_encoder = module.init_encoder
+    """``init_encoder(encoder, device, ...)``; 2.x adds ``bpr``, which asks for BPR's encoder whatever the name."""
+    init_encoder = require(module, "init_encoder", ("encoder", "device"))
+    signature = inspect.signature(init_encoder)
 
     @functools.wraps(init_encoder)
-    def wrapper(encoder, device, pooling, l2_norm, prefix):
-        if names_llara(encoder):
-            return query_encoder_factory(encoder_dir=encoder, device=device)
-        return init_encoder(encoder, device, pooling, l2_norm, prefix)
+    def wrapper(*args, **kwargs):
+        arguments = signature.bind(*args, **kwargs).arguments
+        if names_llara(arguments["encoder"]) and not arguments.get("bpr"):
+            return query_encoder_factory(encoder_dir=arguments["encoder"], device=arguments["device"])
+        return init_encoder(*args, **kwargs)
 
     module.init_encoder = wrapper
 
 
-def _patch_query_iterator(module) -> None:
-    from .checks import SearchSetupError
-
-    iterator = module.DefaultQueryIterator
-    from_topics = iterator.__dict__["from_topics"].__func__
-
-    @functools.wraps(from_topics)
-    def wrapper(cls, topics_path):
-        try:
-            return from_topics(cls, topics_path)
-        except FileNotFoundError:
-            if not os.path.isfile(topics_path):
-                raise
-            raise SearchSetupError(f"topics file {topics_path} holds no topics: give one query per line "
-                                   "(.tsv/.txt: qid<TAB>text; .jsonl: {\"qid\": ..., \"title\": text})") from None
-
-    iterator.from_topics = classmethod(wrapper)
-
-
 PATCHES = {
     "pyserini.encode": _patch_encode,
-    "pyserini.query_iterator": _patch_query_iterator,
     "pyserini.search.faiss._searcher": _patch_faiss_searcher,
     "pyserini.search.faiss.__main__": _patch_search_main,
     "pyserini.encode.query": _patch_encode_query,
@@ -173,4 +189,8 @@ PATCHES = {
 
 
 def after_import(name: str, module) -> None:
-    PATCHES[name](module)
+    """Patch ``module`` (each patch checks every target before it changes any)."""
+    try:
+        PATCHES[name](module)
+    except OtherShape as why:
+        logger.debug("pyserini-llara leaves %s as Pyserini made it: %s", name, why)

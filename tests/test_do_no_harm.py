@@ -1,0 +1,59 @@
+"""A guest does no harm: Pyserini's own models give byte-identical outputs with the plugin's doors open and
+closed (``PYSERINI_LLARA_PLUGIN=off``), through every dense door: ``pyserini.encode`` to a faiss index,
+``pyserini.encode.query``, ``pyserini.search.faiss`` with ``--encoder`` (with and without
+``--encoder-class``), with another model's ``--encoded-queries``, with dense PRF, ``pyserini.search.hybrid``
+and the ``FaissSearcher`` Python API."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyserini_llara.plugin.hook import OFF_SWITCH
+from tiny import CORPUS, build_tiny_bert
+
+RUNS = Path(__file__).parent / "pyserini_own_runs.py"
+
+
+def _env(doors: str) -> dict:
+    return {**os.environ, OFF_SWITCH: doors}
+
+
+@pytest.mark.slow
+def test_pyserini_own_models_run_byte_identically_with_the_doors_open_and_closed(tmp_path):
+    model = build_tiny_bert(tmp_path / "tiny-bert")
+    for folder in ("corpus", "lucene-corpus"):
+        (tmp_path / folder).mkdir()
+    docs = [(f"d{i}", text) for i, text in enumerate(CORPUS)]
+    (tmp_path / "corpus" / "docs.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in docs))
+    (tmp_path / "lucene-corpus" / "docs.jsonl").write_text(
+        "".join(json.dumps({"id": i, "contents": t}) + "\n" for i, t in docs))
+    (tmp_path / "topics.tsv").write_text("q1\tWhat is a llama?\nq2\thow does insurance work\nq3\tdense search\n")
+
+    procs = {doors: subprocess.Popen([sys.executable, str(RUNS), str(model), str(tmp_path), str(tmp_path / doors)],
+                                     env=_env(doors), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for doors in ("on", "off")}
+    for doors, proc in procs.items():
+        output = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, f"doors {doors}:\n{output[-3000:]}"
+
+    outputs = sorted(p.relative_to(tmp_path / "on") for p in (tmp_path / "on").rglob("*") if p.is_file())
+    assert {p.name for p in outputs} >= {"index", "docid", "embedding.pkl", "run.encoder", "run.auto",
+                                          "run.encoded", "run.prf", "run.hybrid", "run.python"}
+    for path in outputs:
+        on, off = (tmp_path / "on" / path).read_bytes(), (tmp_path / "off" / path).read_bytes()
+        assert on and on == off, path
+    assert len((tmp_path / "on" / "run.encoder").read_text().splitlines()) == 15
+
+
+def test_the_off_switch_closes_every_door():
+    code = ("import pyserini.encode as e, pyserini.search.faiss._searcher as s; "
+            "print(next(iter(e.query_encoder_class_map)), next(iter(e.document_encoder_class_map)), "
+            "hasattr(s.FaissSearcher.__init__, '__wrapped__'), hasattr(e.QueryEncoder.__init__, '__wrapped__'))")
+    shown = {doors: subprocess.run([sys.executable, "-c", code], env=_env(doors), capture_output=True, text=True,
+                                   timeout=300, check=True).stdout.split() for doors in ("on", "off")}
+    assert shown["on"] == ["llara", "llara", "True", "True"]
+    assert "llara" not in shown["off"][:2] and shown["off"][2:] == ["False", "False"]
