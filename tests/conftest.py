@@ -1,9 +1,15 @@
+import os
+import runpy
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# Pyserini 2.x reads catalogues from the network at import: every interpreter of the tests gets them offline.
+OFFLINE_SITE = str(Path(__file__).parent / "offline_site")
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [OFFLINE_SITE, os.environ.get("PYTHONPATH")]))
+runpy.run_path(os.path.join(OFFLINE_SITE, "sitecustomize.py"))
 
 from tiny import build_tiny_llama  # noqa: E402
 

@@ -59,8 +59,12 @@ def test_beir_dry_run_names_valid_ir_datasets_ids_for_every_public_test_set(caps
 
 
 def test_every_named_collection_topic_set_and_qrels_exists(matrix):
+    import pyserini.search._base as base
     from pyserini.prebuilt_index_info import TF_INDEX_INFO
-    from pyserini.search._base import topics_mapping
+
+    if not hasattr(base, "topics_mapping"):
+        pytest.skip("Pyserini 2.x reads its topic and index catalogues from the network; the 1.6 leg checks the names")
+    topics_mapping = base.topics_mapping
 
     for row in matrix.values():
         if row.kind in ("dense", "bm25"):
