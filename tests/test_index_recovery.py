@@ -112,7 +112,7 @@ def test_a_real_kill_while_swapping_in_the_new_index_is_finished_by_resume(refer
     killed = subprocess.run([sys.executable, "-m", "pyserini_llara.index", *command, "--overwrite"],
                             env={**os.environ, CRASH_ENV: "build:swapping"}, capture_output=True, text=True)
     assert killed.returncode == 137, killed.stderr[-2000:]
-    assert not (output / "meta.json").exists() and (output / CHUNK_DIR / "meta.json").exists()
+    assert not IndexMeta.load(output).complete and (output / CHUNK_DIR / "meta.json").exists()
     assert main([*command, "--resume"]) == 0
     identical(output, reference)
     assert encoded == []  # the killed process had encoded every chunk
