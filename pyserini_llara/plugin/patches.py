@@ -11,7 +11,7 @@ dense encoder, or starts a dense search (pyserini 1.6).
   query encoder before Pyserini reads it (``checks``); dense PRF on an index that cannot return
   its vectors fails with one line.
 - ``QueryEncoder(DIR)`` (``--encoded-queries DIR``) remembers DIR, whose ``meta.json`` says which
-  model encoded the queries.
+  model encoded the queries, and first checks ``DIR/embedding.pkl`` against the hash it records.
 - ``pyserini.search.faiss.__main__.init_query_encoder`` as ``pyserini.search.hybrid`` calls it,
   with no precision to pass: a LLaRA encoder takes the index's.
 - ``pyserini.encode.query``'s own ``init_encoder``.
@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import functools
 import os
+from contextlib import contextmanager
 
+from ..detect import chooses_llara
 from ..names import KEY, names_llara
 from ..precision import INDEX_PRECISION
 
@@ -51,6 +53,25 @@ def _put_first(mapping: dict, key, value) -> None:
     mapping.update(rest)
 
 
+@contextmanager
+def pyserini_choice(encoder: str | None, encoder_class: str | None = None):
+    """While Pyserini picks an encoder by substring: a name containing ``llara`` of a model that is not LLaRA
+    (``detect``) gets Pyserini's own choice, as if the ``llara`` keys were not in its class maps."""
+    if encoder_class or not names_llara(encoder) or chooses_llara(encoder):
+        yield
+        return
+    import pyserini.encode as module
+
+    maps = (module.query_encoder_class_map, module.document_encoder_class_map)
+    saved = [mapping.pop(KEY, None) for mapping in maps]
+    try:
+        yield
+    finally:
+        for mapping, value in zip(maps, saved):
+            if value is not None:
+                _put_first(mapping, KEY, value)
+
+
 def register(module=None) -> None:
     """Insert the ``llara`` keys at the front of ``pyserini.encode``'s two class maps."""
     if module is None:
@@ -65,6 +86,10 @@ def _patch_encode(module) -> None:
 
     @functools.wraps(init)
     def __init__(self, encoded_query_dir=None, *args, **kwargs):
+        if encoded_query_dir and os.path.isdir(encoded_query_dir):
+            from .checks import check_encoded_queries
+
+            check_encoded_queries(encoded_query_dir)
         init(self, encoded_query_dir, *args, **kwargs)
         self.encoded_query_dir = encoded_query_dir
 
@@ -79,7 +104,7 @@ def _patch_faiss_searcher(module) -> None:
 
     @functools.wraps(from_str)
     def _init_encoder_from_str(encoder):
-        if names_llara(encoder):
+        if chooses_llara(encoder):
             return query_encoder_factory(encoder_dir=encoder, dtype=INDEX_PRECISION)
         return from_str(encoder)
 
@@ -124,8 +149,10 @@ def _patch_search_main(module) -> None:
 
     @functools.wraps(init_query_encoder)
     def wrapper(*args, **kwargs):
-        encoder = init_query_encoder(*args, **kwargs)
-        if isinstance(encoder, LlaraQueryEncoder) and "fp16" not in signature.bind(*args, **kwargs).arguments:
+        arguments = signature.bind(*args, **kwargs).arguments
+        with pyserini_choice(arguments.get("encoder"), arguments.get("encoder_class")):
+            encoder = init_query_encoder(*args, **kwargs)
+        if isinstance(encoder, LlaraQueryEncoder) and "fp16" not in arguments:
             encoder.dtype = INDEX_PRECISION
         return encoder
 
@@ -137,7 +164,7 @@ def _patch_encode_query(module) -> None:
 
     @functools.wraps(init_encoder)
     def wrapper(encoder, device, pooling, l2_norm, prefix):
-        if names_llara(encoder):
+        if chooses_llara(encoder):
             return query_encoder_factory(encoder_dir=encoder, device=device)
         return init_encoder(encoder, device, pooling, l2_norm, prefix)
 
