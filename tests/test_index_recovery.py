@@ -30,8 +30,9 @@ from pyserini_llara.index.crashpoints import CRASH_ENV
 from pyserini_llara.modeling import ModelLoadError
 from test_index import N_DOCS, assert_same_index, config, corpus, interrupted_build, reference, shard_set  # noqa: F401 (fixtures)
 
-BUILD_STAGES = ["build:started", "build:chunk", "build:encoded", "build:staged", "build:swapping", "build:written"]
-MERGE_STAGES = ["merge:staged", "merge:swapping", "merge:written"]
+BUILD_STAGES = ["build:started", "build:chunk", "build:encoded", "build:staged", "build:swapping", "build:swapped",
+                "build:written"]
+MERGE_STAGES = ["merge:staged", "merge:swapping", "merge:swapped", "merge:written"]
 # Before these, an --overwrite has not touched the old index yet.
 BEFORE_SWAP = {"build:started", "build:chunk", "build:encoded", "build:staged", "merge:staged"}
 
