@@ -41,18 +41,16 @@ def is_llara_model(name_or_path: str) -> bool | None:
     directories = [d for d in directories if d is not None and d.is_dir()]
     if not directories or source.gguf_file:
         return None
-    tokens = json.dumps(list(SPECIAL_TOKENS))[1:-1].split(", ")  # each token as it appears in JSON
-    found = set()
+    missing = {json.dumps(token).encode() for token in SPECIAL_TOKENS}  # each token as it appears in JSON
     for directory in directories:
-        for name in TOKENIZER_RECORDS:
-            path = directory / name
-            if path.is_file():
-                text = path.read_text(encoding="utf-8", errors="replace")
-                found.update(token for token in tokens if token in text)
         card = directory / CARD
         if card.is_file() and _NAMES_LLARA.search(card.read_text(encoding="utf-8", errors="replace")):
             return True
-    return len(found) == len(tokens)
+        for name in TOKENIZER_RECORDS:  # the small files first: most tokenizers list the tokens there
+            if missing and (directory / name).is_file():
+                data = (directory / name).read_bytes()
+                missing = {token for token in missing if token not in data}
+    return not missing
 
 
 def chooses_llara(encoder: str | None) -> bool:
