@@ -234,7 +234,8 @@ def build_lucene_index(texts: Mapping[str, str], index_dir: Path, threads: int) 
 
 
 def dense_rankings(corpus: str, queries: Mapping[str, str], args: MineArguments) -> dict[str, list[str]]:
-    """Exact inner-product search over the plugin's index of ``corpus`` (built, or resumed, unless ``--index``)."""
+    """Exact inner-product search over the plugin's index of ``corpus`` (built, or resumed, unless ``--index``,
+    whose record must name the model that searches it)."""
     import faiss
 
     from pyserini_llara.encoding import LlaraEncoder
@@ -245,6 +246,8 @@ def dense_rankings(corpus: str, queries: Mapping[str, str], args: MineArguments)
         config = IndexConfig(encoder=args.model_name_or_path, device=args.device, dtype=args.dtype,
                              batch_size=args.batch_size, max_length=args.max_text_tokens)
         index_dir = build_index(corpus, args.index_dir or f"{args.output}.index", config, resume=True)
+    else:
+        check_index_model(index_dir, args.model_name_or_path)
     index = faiss.read_index(str(Path(index_dir) / "index"))
     docids = Path(index_dir, "docid").read_text(encoding="utf-8").splitlines()
     encoder = LlaraEncoder.from_pretrained(args.model_name_or_path, dtype=args.dtype, device=args.device,
@@ -254,6 +257,23 @@ def dense_rankings(corpus: str, queries: Mapping[str, str], args: MineArguments)
         vectors = encoder.encode_queries([queries[q] for q in qids], progress=bar.update)
     _, rows = index.search(vectors, args.depth)
     return {qid: [docids[i] for i in row if i >= 0] for qid, row in zip(qids, rows)}
+
+
+def check_index_model(index_dir: str, model: str) -> None:
+    """The vectors of ``--index`` must come from the model that encodes the queries (by fingerprint)."""
+    from pyserini_llara.fingerprint import model_fingerprint
+    from pyserini_llara.records import IndexMeta
+
+    meta = IndexMeta.find(index_dir)
+    if meta is None:
+        raise MiningError(f"--index {index_dir} has no pyserini-llara record (meta.json), so its model cannot be "
+                          "checked; build it with python -m pyserini_llara.index, or leave --index out")
+    fingerprint = model_fingerprint(model)
+    if meta.model_fingerprint != fingerprint:
+        raise MiningError(f"--index {index_dir} was built by {meta.model_label} (fingerprint "
+                          f"{meta.model_fingerprint}), but --model_name_or_path is {model} "
+                          f"(fingerprint {fingerprint}): mine with --model_name_or_path {meta.model}, "
+                          "or leave --index out to build one")
 
 
 # ---------------------------------------------------------------- driver

@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 from .modeling import ModelLoadError, resolve_source
+from .proof import hash_into
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "adapter_model.bin", "*.gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "vocab.json", "merges.txt")
-_WHOLE_FILE_LIMIT = 64 << 20
-_SAMPLES, _SAMPLE_BYTES = 64, 64 << 10
 
 
 def local_model_dir(name_or_path: str) -> Path | None:
@@ -31,19 +30,6 @@ def local_model_dir(name_or_path: str) -> Path | None:
     except (OSError, ValueError):
         return None
     return Path(config).parent if config else None
-
-
-def _hash_file(digest, path: Path) -> None:
-    """Small files whole; large ones by 64 evenly spaced 64 KiB samples, which any fine-tune changes."""
-    size = path.stat().st_size
-    digest.update(f"{path.name}:{size}\n".encode())
-    with open(path, "rb") as handle:
-        if size <= _WHOLE_FILE_LIMIT:
-            digest.update(handle.read())
-            return
-        for i in range(_SAMPLES):
-            handle.seek((size - _SAMPLE_BYTES) * i // (_SAMPLES - 1))
-            digest.update(handle.read(_SAMPLE_BYTES))
 
 
 def model_fingerprint(name_or_path: str, lora: str | None = None) -> str:
@@ -71,6 +57,6 @@ def model_fingerprint(name_or_path: str, lora: str | None = None) -> str:
         if not files:
             raise ModelLoadError(f"{directory} holds no model weights ({', '.join(WEIGHT_PATTERNS)})")
         for path in files:
-            _hash_file(digest, path)
+            hash_into(digest, path)
     return digest.hexdigest()[:16]
 

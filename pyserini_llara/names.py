@@ -1,8 +1,8 @@
 """How a LLaRA model is named on a command line: the vocabulary every layer shares.
 
-``--encoder llara`` means the released passage model, ``llara:X`` the model X, and Pyserini's
-own rule (its class-map key is a substring of the lower-cased name) makes any name containing
-``llara`` a LLaRA model.
+``--encoder llara`` means the released passage model, ``llara:X`` the model X. Pyserini's own
+rule (its class-map key is a substring of the lower-cased name) offers any name containing
+``llara`` to LLaRA; ``detect`` then keeps only the models that are LLaRA.
 """
 
 from __future__ import annotations

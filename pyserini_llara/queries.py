@@ -4,8 +4,10 @@
 --encoded-queries DIR``) read ``DIR/embedding.pkl``, a pandas frame of ``id``, ``text`` and
 ``embedding``, and look each query up by its text, so a hybrid alpha sweep, a PRF experiment or
 a re-run never loads the model again. ``DIR/meta.json`` (``records.EncodedQueriesMeta``) records the
-model (name and ``model_fingerprint``), the prompt and the settings; a search of an index built by
-another model is refused (``plugin.checks``).
+model (name and ``model_fingerprint``), the prompt, the settings and the SHA-256 of ``embedding.pkl``;
+a search checks that hash before Pyserini unpickles the file, and refuses an index built by another
+model (``plugin.checks``). Both files are written in a staging directory beside ``DIR``, the record
+last, and the directory is swapped in whole: a crash leaves the old encoded queries or the new ones.
 
 Each query is encoded alone by default, exactly as ``pyserini.search.faiss`` encodes one on the
 fly, so that both give byte-identical runs; a larger batch is faster and agrees within 1e-5.
@@ -22,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .atomic import atomic_file
+from .atomic import STAGED, atomic_file
 from .cli import add_debug_flag, report, setup_logging
 from .encoder_config import EncoderConfig, add_encoder_arguments
-from .records import EncodedQueriesMeta
+from .proof import disproved, prove
+from .records import META_FILE, EncodedQueriesMeta, IndexMeta, RecordError
 from .template import PREFIX, PROMPT_SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -76,13 +79,67 @@ def output_directory(output: str | os.PathLike) -> Path:
     return path
 
 
+def _sibling(directory: Path, role: str) -> Path:
+    directory = directory.absolute()
+    return directory.with_name(f".{directory.name}.{role}")
+
+
+def _remove_ours(directory: Path) -> None:
+    """Remove the files an encoded-queries directory is made of; anything else, and so the directory, stays."""
+    for name in (EMBEDDING_FILE, META_FILE):
+        for path in (directory / name, directory / (name + STAGED)):
+            if path.is_file():
+                path.unlink()
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+
+
+def prepare_output(directory: Path, overwrite: bool) -> Path:
+    """Before any encoding: refuse an output that is not ours to replace, and make the staging directory
+    (which fails now, not after every query is encoded, on a read-only or full disk); returns it."""
+    if directory.exists() and not directory.is_dir():
+        raise QueriesError(f"--output {directory} exists and is not a directory; choose a directory for the "
+                           "encoded queries")
+    if IndexMeta.find(directory) is not None or IndexMeta.find(directory / "chunks") is not None:
+        raise QueriesError(f"--output {directory} is an index directory; give the encoded queries a directory "
+                           "of their own")
+    entries = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    existing = EncodedQueriesMeta.find(directory)
+    foreign = [e for e in entries if existing is None or e not in (EMBEDDING_FILE, META_FILE)]
+    if foreign:
+        raise QueriesError(f"--output {directory} holds files that pyserini_llara.queries did not write "
+                           f"({', '.join(foreign[:5])}); choose another --output")
+    if existing is not None and not overwrite:
+        raise QueriesError(f"{directory} already holds encoded queries; pass --overwrite to replace them, "
+                           "or choose another --output")
+    staging = _sibling(directory, "staging")
+    for leftover in (staging, _sibling(directory, "replaced")):
+        _remove_ours(leftover)
+    try:
+        staging.mkdir(parents=True)
+    except OSError as error:
+        raise QueriesError(f"cannot write encoded queries beside {directory} ({error.strerror}: {staging}); "
+                           "choose a writable --output") from None
+    return staging
+
+
+def _swap_in(staging: Path, directory: Path) -> None:
+    """``staging`` becomes ``directory`` whole; what it replaces (an empty directory or our own files) goes."""
+    replaced = _sibling(directory, "replaced")
+    if directory.exists():
+        os.replace(directory, replaced)
+    os.replace(staging, directory)
+    _remove_ours(replaced)
+
+
 def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncodingConfig = QueryEncodingConfig(), *,
                    topics_format: str = "default", overwrite: bool = False, max_queries: int | None = None) -> Path:
     """Encode the queries of ``topics`` (a Pyserini topic name or a TSV/JSONL/... file) with LLaRA
     into the encoded-queries directory ``output``; returns it.
 
-    An ``output`` that already holds encoded queries is refused unless ``overwrite``; ``max_queries``
-    keeps the first N, as Pyserini 2.x's ``--max-queries``.
+    An ``output`` that already holds encoded queries is refused unless ``overwrite``; one that
+    holds anything else (an index, a user's files) is always refused. ``max_queries`` keeps the
+    first N, as Pyserini 2.x's ``--max-queries``.
     """
     import pandas as pd
     from tqdm import tqdm
@@ -90,9 +147,7 @@ def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncoding
     from .fingerprint import model_fingerprint
 
     directory = output_directory(output)
-    if (directory / EMBEDDING_FILE).exists() and not overwrite:
-        raise QueriesError(f"{directory / EMBEDDING_FILE} already exists; pass --overwrite to replace it, "
-                           "or choose another --output")
+    staging = prepare_output(directory, overwrite)
     pairs = read_topics(topics, topics_format)[:max_queries]
     name = config.model
     encoder = config.load()
@@ -100,17 +155,37 @@ def encode_queries(topics: str, output: str | os.PathLike, config: QueryEncoding
     with tqdm(total=len(texts), desc="encoding queries", unit="query", dynamic_ncols=True) as bar:
         vectors = encoder.encode_queries(texts, progress=bar.update)
 
-    directory.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame({"id": [qid for qid, _ in pairs], "text": texts, "embedding": list(vectors)})
-    with atomic_file(directory / EMBEDDING_FILE, "wb") as out:
+    with atomic_file(staging / EMBEDDING_FILE, "wb") as out:
         frame.to_pickle(out)
     EncodedQueriesMeta(model=name, lora=config.lora, add_tokens=config.add_tokens,
                        model_fingerprint=model_fingerprint(name, config.lora), dimension=encoder.dimension,
                        dtype=str(encoder.model.dtype).removeprefix("torch."), max_length=config.max_length,
-                       prompt=PROMPT, topics=str(topics), topics_format=topics_format,
-                       count=len(pairs)).save(directory)
+                       prompt=PROMPT, topics=str(topics), topics_format=topics_format, count=len(pairs),
+                       files=prove(staging, [EMBEDDING_FILE], whole=True)).save(staging)
+    _swap_in(staging, directory)
     logger.info("wrote %d encoded queries to %s", len(pairs), directory)
     return directory
+
+
+def proved_record(directory: str | os.PathLike) -> EncodedQueriesMeta | None:
+    """The record of the encoded queries in ``directory``, once ``embedding.pkl`` matches its hash: the check
+    before anything unpickles it. None where there is no ``meta.json`` (Pyserini's own encoded queries)."""
+    directory = Path(directory)
+    if not (directory / META_FILE).exists():
+        return None
+    try:
+        meta = EncodedQueriesMeta.load(directory)
+    except RecordError as error:
+        raise QueriesError(f"{error}; encode the queries again (python -m pyserini_llara.queries)") from None
+    if meta.files is None:
+        raise QueriesError(f"{directory / META_FILE} holds no hash of {EMBEDDING_FILE} (an older version wrote it); "
+                           "encode the queries again (python -m pyserini_llara.queries)")
+    damage = disproved(directory, meta.files, whole=True)
+    if damage:
+        raise QueriesError(f"encoded queries {directory}: {'; '.join(damage)}, so it is not what "
+                           "pyserini_llara.queries wrote; encode the queries again")
+    return meta
 
 
 def _build_parser(prog: str, pyserini_flags: bool) -> argparse.ArgumentParser:

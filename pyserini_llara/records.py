@@ -95,6 +95,7 @@ class IndexMeta(JsonRecord):
     complete: bool = False
     model_fingerprint: str | None = None  # modeling.model_fingerprint: the model whatever its spelling
     corpus_fingerprint: str | None = None  # of the whole corpus's ids and texts, chunk by chunk
+    files: dict | None = None  # proof.prove of index and docid: what a complete record vouches for
 
     @property
     def count(self) -> int:
@@ -140,3 +141,4 @@ class EncodedQueriesMeta(JsonRecord):
     topics: str
     topics_format: str
     count: int
+    files: dict | None = None  # proof.prove of embedding.pkl, hashed whole: checked before Pyserini unpickles it

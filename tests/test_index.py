@@ -231,7 +231,7 @@ def test_existing_output_refused_unless_overwrite(reference, corpus, config, tmp
     build_index(corpus, output, config, overwrite=True)
     assert_same_index(output, reference)
     (output / "mine.txt").write_text("precious")
-    with pytest.raises(IndexBuildError, match="not part of an index.*mine.txt"):
+    with pytest.raises(IndexBuildError, match="no pyserini-llara record lists .mine.txt"):
         build_index(corpus, output, config, overwrite=True)
     assert (output / "mine.txt").exists()
 
@@ -343,7 +343,7 @@ def test_torchrun_processes_build_one_index_equal_to_the_single_build(reference,
                             env={**env, CRASH_ENV: "merge:swapping"})
     assert killed.returncode != 0 and "exitcode  : 137" in killed.stderr, killed.stderr[-3000:]
     assert "encoding shard 0/2" in killed.stderr and "encoding shard 1/2" in killed.stderr
-    assert not (output / "meta.json").exists()
+    assert not IndexMeta.load(output).complete
     run = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "encoding shard" not in run.stderr  # both shards were complete

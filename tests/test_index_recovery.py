@@ -30,8 +30,9 @@ from pyserini_llara.index.crashpoints import CRASH_ENV
 from pyserini_llara.modeling import ModelLoadError
 from test_index import N_DOCS, assert_same_index, config, corpus, interrupted_build, reference, shard_set  # noqa: F401 (fixtures)
 
-BUILD_STAGES = ["build:started", "build:chunk", "build:encoded", "build:staged", "build:swapping", "build:written"]
-MERGE_STAGES = ["merge:staged", "merge:swapping", "merge:written"]
+BUILD_STAGES = ["build:started", "build:chunk", "build:encoded", "build:staged", "build:swapping", "build:swapped",
+                "build:written"]
+MERGE_STAGES = ["merge:staged", "merge:swapping", "merge:swapped", "merge:written"]
 # Before these, an --overwrite has not touched the old index yet.
 BEFORE_SWAP = {"build:started", "build:chunk", "build:encoded", "build:staged", "merge:staged"}
 
@@ -112,7 +113,7 @@ def test_a_real_kill_while_swapping_in_the_new_index_is_finished_by_resume(refer
     killed = subprocess.run([sys.executable, "-m", "pyserini_llara.index", *command, "--overwrite"],
                             env={**os.environ, CRASH_ENV: "build:swapping"}, capture_output=True, text=True)
     assert killed.returncode == 137, killed.stderr[-2000:]
-    assert not (output / "meta.json").exists() and (output / CHUNK_DIR / "meta.json").exists()
+    assert not IndexMeta.load(output).complete and (output / CHUNK_DIR / "meta.json").exists()
     assert main([*command, "--resume"]) == 0
     identical(output, reference)
     assert encoded == []  # the killed process had encoded every chunk

@@ -132,3 +132,19 @@ def test_mine_bm25_cli(judged):
     q2 = next(r for r in records if r["query_id"] == "q2")
     assert all("insurance" in n["text"] for n in q2["neg"])
     assert (tmp / "bm25.jsonl.index").is_dir()
+
+
+def test_mine_dense_refuses_an_index_of_another_model(judged, tiny_llara, tiny_base):
+    tmp, corpus, queries, qrels = judged
+    common = dict(queries=str(queries), qrels=str(qrels), corpus=str(corpus), retriever="dense",
+                  num_negatives=3, depth=10)
+    mine(MineArguments(output=str(tmp / "first.jsonl"), index_dir=str(tmp / "index"),
+                       model_name_or_path=str(tiny_llara), **common))
+    argv = ["--output", str(tmp / "other.jsonl"), "--index", str(tmp / "index"), "--model_name_or_path",
+            str(tiny_base), *[f"--{key}={value}" for key, value in common.items()]]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    line = str(exit_.value.code)
+    assert line.startswith("error:") and "\n" not in line
+    assert f"was built by {tiny_llara}" in line and str(tiny_base) in line
+    assert not (tmp / "other.jsonl").exists()

@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import pytest
 
 from pyserini_llara.names import DEFAULT_MODEL, model_name
 from pyserini_llara.plugin import java
+from test_doors import error_line, search, world  # noqa: F401 (fixtures)
 
 
 def run_python(code: str, env=None) -> str:
@@ -125,3 +127,39 @@ def test_lucene_bm25_runs_with_no_java_home(tmp_path):
                      f"print([h.docid for h in LuceneSearcher({str(index)!r}).search('insurance damage', k=1)])",
                      env=env)
     assert out.endswith("['d2']")
+
+
+@pytest.fixture
+def contriever_under_llara(tmp_path, tiny_base):
+    """A model without the LLaRA tokens whose path names llara, as runs/pyserini-llara-exp/contriever does."""
+    path = tmp_path / "runs" / "pyserini-llara-exp" / "contriever"
+    path.parent.mkdir(parents=True)
+    path.symlink_to(tiny_base, target_is_directory=True)
+    return path
+
+
+def test_llara_is_chosen_by_what_the_model_is(tiny_llara, tiny_base, contriever_under_llara, tmp_path):
+    from pyserini_llara.detect import chooses_llara
+
+    assert chooses_llara(str(tiny_llara)) and chooses_llara("llara") and chooses_llara(f"llara:{tiny_base}")
+    assert not chooses_llara(str(contriever_under_llara)) and not chooses_llara(str(tiny_base))
+    carded = tmp_path / "llara-carded"
+    shutil.copytree(tiny_base, carded)
+    (carded / "README.md").write_text("# A LLaRA model\n")
+    assert chooses_llara(str(carded))  # its card says so
+    assert chooses_llara("BAAI/LLARA-passage")  # nothing local to read: the name decides
+
+
+def test_a_path_naming_llara_of_another_model_gets_pyserinis_choice(world, contriever_under_llara, tmp_path,
+                                                                   capsys):
+    from pyserini.search.faiss import FaissSearcher
+    from pyserini.search.faiss.__main__ import init_query_encoder
+
+    encoder = init_query_encoder(str(contriever_under_llara), None, None, None, None, "cpu", None, "cls", False, None)
+    assert type(encoder).__name__ == "AutoQueryEncoder"  # Pyserini's own class for "contriever" in the name
+    assert type(FaissSearcher._init_encoder_from_str(str(contriever_under_llara))).__name__ == "AutoQueryEncoder"
+    assert search(world, "--index", world.index, "--encoder", contriever_under_llara, output=tmp_path / "run") == 1
+    assert "Pyserini's AutoQueryEncoder" in error_line(capsys)
+    assert search(world, "--index", world.index, "--encoder", f"llara:{contriever_under_llara}",
+                  output=tmp_path / "run") == 1
+    assert "lacks the LLaRA tokens" in error_line(capsys)

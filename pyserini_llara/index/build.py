@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
-from ..atomic import STAGED
+from ..atomic import staged
 from ..corpus import read_corpus
 from ..fingerprint import model_fingerprint
 from ..precision import resolve_dtype
@@ -26,7 +25,7 @@ from . import crashpoints
 from .chunks import chunk_fingerprint, chunk_path, corpus_fingerprint, load_chunk, save_chunk, saved_fingerprint
 from .config import IndexBuildError, IndexConfig
 from .faiss_index import new_index, write_index
-from .output import CHUNK_DIR, inspect_output, refuse_existing, refuse_foreign
+from .output import CHUNK_DIR, chunk_names, inspect_output, refuse_existing, refuse_foreign, remove_build_in_progress
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
     refuse_existing(output, found, resume, overwrite)
     if overwrite:
         refuse_foreign(output, found)
-    if resume and found.entries and found.complete is None and found.building is None:
+    if resume and found.entries and found.record is None and found.building is None:
         raise IndexBuildError(f"cannot resume: {output} holds neither an index nor a build in progress (no "
                               f"{META_FILE} or {CHUNK_DIR}/{META_FILE}); use --overwrite to replace it")
     encoder = config.load()
@@ -94,7 +93,9 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
                      corpus_fingerprint=corpus_fingerprint(fingerprints))
     # What a resume continues: a complete index (it may need no work) or a build in progress. The corpus
     # of a build in progress may have changed where nothing was encoded yet: each saved chunk is checked below.
-    previous = (found.complete if found.finished else found.building) if resume else None
+    previous = (found.complete if found.finished else found.building or found.record) if resume else None
+    if resume and found.damage:
+        logger.warning("%s: %s; building the index again", output, "; ".join(found.damage))
     if previous is not None:
         changed = previous.differences(meta, ENCODING_KEYS + LAYOUT_KEYS)
         if changed:
@@ -108,15 +109,15 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
         if (found.complete.index_type, found.complete.nprobe) != (meta.index_type, meta.nprobe):
             raise IndexBuildError(f"{output} is already complete as a {found.complete.index_type} index; "
                                   "use --overwrite to build another type")
-        shutil.rmtree(output / CHUNK_DIR, ignore_errors=True)
+        remove_build_in_progress(output)
         logger.info("%s is already complete", output)
         return output
     if previous is None:  # a fresh start; an index being overwritten stays until the new one is complete
         output.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(output / CHUNK_DIR, ignore_errors=True)
+        remove_build_in_progress(output)
     (output / CHUNK_DIR).mkdir(exist_ok=True)
-    for stale in (output / CHUNK_DIR).glob("*" + STAGED):
-        stale.unlink()
+    for name in chunk_names(meta):
+        staged(output / CHUNK_DIR / name).unlink(missing_ok=True)
     meta.save(output / CHUNK_DIR)
     crashpoints.reached("build:started")
 
@@ -149,6 +150,6 @@ def build_index(corpus: str | os.PathLike, output: str | os.PathLike, config: In
     paths = [chunk_path(output, n) for n in range(-(-meta.count // config.chunk_size))]
     sizes = [min(config.chunk_size, meta.count - n * config.chunk_size) for n in range(len(paths))]
     write_index(output, [lambda p=p: load_chunk(p) for p in paths], sizes, meta, stage="build")
-    shutil.rmtree(output / CHUNK_DIR)
+    remove_build_in_progress(output)
     logger.info("wrote %s: %d documents, %s, dimension %d", output, meta.count, meta.index_type, meta.dimension)
     return output

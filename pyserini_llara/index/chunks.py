@@ -12,7 +12,7 @@ import numpy as np
 
 from ..atomic import atomic_file
 from ..corpus import Document
-from .output import CHUNK_DIR
+from .output import CHUNK_DIR, CHUNK_NAME
 
 
 def chunk_fingerprint(docs: Sequence[Document]) -> str:
@@ -31,7 +31,7 @@ def corpus_fingerprint(chunk_fingerprints: Sequence[str]) -> str:
 
 
 def chunk_path(directory: Path, number: int) -> Path:
-    return directory / CHUNK_DIR / f"{number:06d}.npz"
+    return directory / CHUNK_DIR / CHUNK_NAME.format(number)
 
 
 def save_chunk(path: Path, docids: list[str], fingerprint: str, vectors: np.ndarray) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from . import crashpoints
 from .build import build_index
 from .config import IndexBuildError, IndexConfig
 from .merge import merge_shards
-from .output import inspect_output, refuse_existing, refuse_foreign
+from .output import inspect_output, refuse_existing, refuse_foreign, remove_index
 
 
 def launched_ranks() -> tuple[int, int, int]:
@@ -28,9 +27,10 @@ def build_index_distributed(corpus: str | os.PathLike, output: str | os.PathLike
     Each rank encodes its shard into ``OUTPUT.shards/RANK`` (on ``cuda:LOCAL_RANK`` when the
     device is ``cuda``) and says so in the launcher's key-value store; rank 0 waits for all of
     them, merges them into ``output`` as ``config.index_type`` and only then removes the
-    shards. The store alone is enough for that, and unlike a gloo process group its teardown
-    cannot abort a finished build. After a crash at any point, rerunning with ``resume`` and
-    the same number of processes continues every shard where it stopped and merges again.
+    shards' files, as their records list them. The store alone is enough for that, and unlike a
+    gloo process group its teardown cannot abort a finished build. After a crash at any point,
+    rerunning with ``resume`` and the same number of processes continues every shard where it
+    stopped and merges again.
     """
     import torch.distributed as dist
 
@@ -64,5 +64,8 @@ def build_index_distributed(corpus: str | os.PathLike, output: str | os.PathLike
         store.wait([f"pyserini_llara/{attempt}/shard/{r}" for r in range(world)], timedelta(days=7))
         crashpoints.reached("merge:shards-done")
         merge_shards(shards, output, index_type=config.index_type, nprobe=config.nprobe, overwrite=True)
-        shutil.rmtree(work)
+        for directory in shards:  # only the files the shards' records list: a user's own files in work stay
+            remove_index(directory)
+        if not any(work.iterdir()):
+            work.rmdir()
     return output

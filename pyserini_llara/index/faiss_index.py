@@ -15,8 +15,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..atomic import staged, sync
-from ..records import META_FILE, IndexMeta
+from ..atomic import STAGED, staged, sync
+from ..proof import prove
+from ..records import IndexMeta
 from . import crashpoints
 from .config import IndexBuildError
 from .output import DOCID_FILE, INDEX_FILE
@@ -38,6 +39,9 @@ def new_index(dimension: int, index_type: str, nprobe: int | None = None):
 
     try:
         index = faiss.index_factory(dimension, index_type, faiss.METRIC_INNER_PRODUCT)
+    except MemoryError:
+        raise IndexBuildError(f"faiss cannot allocate index type {index_type!r} for dimension {dimension} in memory: "
+                              "choose fewer IVF lists or a smaller dimension") from None
     except RuntimeError as error:
         raise IndexBuildError(
             f"faiss cannot make index type {index_type!r} for dimension {dimension}: "
@@ -77,9 +81,10 @@ def write_index(directory: Path, parts: Sequence[Part], sizes: Sequence[int], me
     """Add the parts' vectors in order into a new index, then write ``docid``, ``index``, ``meta.json``.
 
     Parts are loaded one at a time (twice for trained types), so memory stays at the
-    index plus one part. Both files are staged whole before any old file is touched; the
-    old ``meta.json`` goes first and the new one comes last, so a ``meta.json`` never
-    describes a mix of old and new files. ``stage`` (build or merge) names the crash points.
+    index plus one part. Both files are staged whole before any old file is touched; then a
+    ``meta.json`` that says incomplete and lists the new files replaces the old one, and the
+    complete one comes last, so a ``meta.json`` never vouches for a mix of old and new files
+    and a rerun may replace whatever the swap left. ``stage`` (build or merge) names the crash points.
     """
     import faiss
 
@@ -106,9 +111,12 @@ def write_index(directory: Path, parts: Sequence[Part], sizes: Sequence[int], me
     with open(staged_index, "rb+") as handle:
         sync(handle)
     crashpoints.reached(f"{stage}:staged")
-    (directory / META_FILE).unlink(missing_ok=True)
+    files = prove(directory, (DOCID_FILE + STAGED, INDEX_FILE + STAGED))
+    files = {name.removesuffix(STAGED): proof for name, proof in files.items()}
+    dataclasses.replace(meta, complete=False, files=files).save(directory)
     os.replace(staged_docid, directory / DOCID_FILE)
     crashpoints.reached(f"{stage}:swapping")
     os.replace(staged_index, directory / INDEX_FILE)
-    dataclasses.replace(meta, complete=True).save(directory)
+    crashpoints.reached(f"{stage}:swapped")
+    dataclasses.replace(meta, complete=True, files=files).save(directory)
     crashpoints.reached(f"{stage}:written")

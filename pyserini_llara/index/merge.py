@@ -9,18 +9,47 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..records import MERGE_KEYS, IndexMeta
+from ..records import MERGE_KEYS, META_FILE, IndexMeta
 from .config import IndexBuildError
 from .faiss_index import write_index
-from .output import CHUNK_DIR, DOCID_FILE, INDEX_FILE, inspect_output, refuse_existing, refuse_foreign
+from .output import (
+    DOCID_FILE,
+    INDEX_FILE,
+    index_damage,
+    inspect_output,
+    refuse_existing,
+    refuse_foreign,
+    remove_build_in_progress,
+)
 
 logger = logging.getLogger(__name__)
+
+
+def _check_shard(directory: Path, meta: IndexMeta) -> None:
+    """A shard's files as its record says: proved by content, and as many docids as vectors of its dimension
+    (read from the index's header, memory-mapped), so that no docid is paired with another's vector."""
+    import faiss
+
+    damage = index_damage(directory, meta)
+    if damage:
+        raise IndexBuildError(f"shard {directory} does not match its {META_FILE} ({'; '.join(damage)}); "
+                              "build it again with --overwrite")
+    try:
+        index = faiss.read_index(str(directory / INDEX_FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError as error:
+        raise IndexBuildError(f"cannot read shard index {directory / INDEX_FILE} ({error}); build it again "
+                              "with --overwrite") from None
+    with open(directory / DOCID_FILE, "rb") as handle:
+        docids = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b""))
+    if not docids == index.ntotal == meta.count or index.d != meta.dimension:
+        raise IndexBuildError(f"shard {directory} is inconsistent: {docids} docids, {index.ntotal} vectors of "
+                              f"dimension {index.d}, and its {META_FILE} says {meta.count} of dimension "
+                              f"{meta.dimension}; build it again with --overwrite")
 
 
 def merge_shards(shards: Sequence[str | os.PathLike], output: str | os.PathLike, *, index_type: str | None = None,
@@ -42,6 +71,7 @@ def merge_shards(shards: Sequence[str | os.PathLike], output: str | os.PathLike,
     for meta, directory in metas:
         if not meta.complete:
             raise IndexBuildError(f"shard {directory} is not complete; finish it with --resume first")
+        _check_shard(directory, meta)
         changed = first.differences(meta, MERGE_KEYS)
         if changed:
             raise IndexBuildError(f"shards {first_dir} and {directory} differ ({'; '.join(changed)}): only shards "
@@ -71,6 +101,6 @@ def merge_shards(shards: Sequence[str | os.PathLike], output: str | os.PathLike,
         return docids, index.reconstruct_n(0, index.ntotal)
 
     write_index(output, [lambda d=d: part(d) for _, d in metas], [m.count for m, _ in metas], merged, stage="merge")
-    shutil.rmtree(output / CHUNK_DIR, ignore_errors=True)  # a build that was in progress there is replaced
+    remove_build_in_progress(output)  # a build that was in progress there is replaced
     logger.info("merged %d shards into %s: %d documents, %s", len(metas), output, merged.count, merged.index_type)
     return output

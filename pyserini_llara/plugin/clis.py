@@ -5,8 +5,11 @@ argparse parsers are built with two changes: ``--encoder-class llara`` is accept
 ``pyserini.encode``'s ``--max-length`` default is marked as Pyserini's (``PyseriniDefault``), so that
 a LLaRA passage keeps the release's 512 tokens unless the user asked for another length.
 ``python -m pyserini.encode.query`` with a LLaRA encoder runs ``pyserini_llara.queries`` instead
-(same flags; batched; the output records the model); an empty topics file is called empty, not "Not Found".
-A run that involves no LLaRA model, index or encoded queries runs exactly as Pyserini wrote it.
+(same flags; batched; the output records the model); an empty topics file is called empty, not "Not Found";
+a search with LLaRA ``--encoded-queries`` finds a query missing from them before its run file is opened.
+A name containing ``llara`` of a model that is not LLaRA gets Pyserini's own encoder
+(``patches.pyserini_choice``), and a run that involves no LLaRA model, index or encoded queries runs
+exactly as Pyserini wrote it.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ import os
 import sys
 from contextlib import contextmanager, nullcontext
 
-from ..names import KEY, names_llara
+from ..detect import chooses_llara
+from ..names import KEY
 from ..records import EncodedQueriesMeta, IndexMeta
+
+SEARCH_CLIS = ("pyserini.search.faiss.__main__", "pyserini.search.hybrid.__main__")
 
 
 @contextmanager
@@ -72,38 +78,50 @@ def _empty_topics_named():
 
 
 def _options(argv: list[str]) -> argparse.Namespace:
+    """The options of Pyserini's CLIs that decide the encoder, the index and the queries, read before the CLI runs
+    (each as a list: ``pyserini.search.hybrid`` names a dense and a sparse ``--index``)."""
     parser = argparse.ArgumentParser(add_help=False)
-    for flag in ("--encoder", "--encoder-class", "--index", "--encoded-queries"):
+    for flag in ("--encoder", "--encoder-class", "--index", "--encoded-queries", "--topics"):
         parser.add_argument(flag, action="append", default=[])
+    parser.add_argument("--topics-format", default="default")
     return parser.parse_known_args(argv)[0]
 
 
-def involves_llara(argv: list[str]) -> bool:
-    """A LLaRA model (by name or ``--encoder-class``), a LLaRA index or LLaRA encoded queries on the command line."""
-    options = _options(argv)
-    return (any(names_llara(name) for name in options.encoder) or KEY in options.encoder_class
+def involves_llara(options: argparse.Namespace) -> bool:
+    """A LLaRA model (``detect``, or ``--encoder-class llara``), a LLaRA index or LLaRA encoded queries."""
+    return (any(chooses_llara(name) for name in options.encoder) or KEY in options.encoder_class
             or any(IndexMeta.find(path) is not None for path in options.index)
             or any(EncodedQueriesMeta.find(path) is not None for path in options.encoded_queries))
+
+
+def _last(values: list[str]) -> str | None:
+    return values[-1] if values else None
 
 
 def run_cli(name: str, code, namespace: dict) -> None:
     """Run a Pyserini CLI's code as ``__main__``, with the LLaRA doors open; a search that cannot
     give right results ends with one line naming the problem and exit status 1, before any
     run file is written."""
-    from .checks import CLI_ERRORS
+    from .checks import CLI_ERRORS, check_topics_encoded
+    from .patches import pyserini_choice
 
     argv = sys.argv[1:]
-    if not involves_llara(argv):
-        exec(code, namespace)
-        return
-    if name == "pyserini.encode.query":
-        from ..queries import main
-
-        raise SystemExit(main(argv, prog="python -m pyserini.encode.query", pyserini_flags=True))
-    topics_door = _empty_topics_named() if name.startswith("pyserini.search") else nullcontext()
-    with _cli_arguments(mark_max_length=name == "pyserini.encode.__main__"), topics_door:
-        try:
+    options = _options(argv)
+    encoder, queries, topics = _last(options.encoder), _last(options.encoded_queries), _last(options.topics)
+    with pyserini_choice(encoder, _last(options.encoder_class)):
+        if not involves_llara(options):
             exec(code, namespace)
-        except CLI_ERRORS as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(1) from None
+            return
+        if name == "pyserini.encode.query":
+            from ..queries import main
+
+            raise SystemExit(main(argv, prog="python -m pyserini.encode.query", pyserini_flags=True))
+        topics_door = _empty_topics_named() if name in SEARCH_CLIS else nullcontext()
+        with _cli_arguments(mark_max_length=name == "pyserini.encode.__main__"), topics_door:
+            try:
+                if name in SEARCH_CLIS and queries and topics and not encoder:
+                    check_topics_encoded(topics, options.topics_format, queries)
+                exec(code, namespace)
+            except CLI_ERRORS as error:
+                print(f"error: {error}", file=sys.stderr)
+                raise SystemExit(1) from None

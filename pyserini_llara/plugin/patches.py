@@ -12,14 +12,16 @@ into a dense encoder, or starts a dense search.
   query encoder before Pyserini reads it (``checks``); dense PRF on an index that cannot return
   its vectors fails with one line.
 - ``QueryEncoder(DIR)`` (``--encoded-queries DIR``): DIR is remembered, as its ``meta.json`` says
-  which model encoded the queries.
+  which model encoded the queries, and ``DIR/embedding.pkl`` is first checked against the hash that
+  record holds (Pyserini unpickles it).
 - ``pyserini.search.faiss.__main__.init_query_encoder`` as ``pyserini.search.hybrid`` calls it,
   with no precision to pass: a LLaRA encoder takes the index's.
 - ``pyserini.encode.query``'s own ``init_encoder``.
 
 Every wrapper takes ``*args, **kwargs`` and hands them to Pyserini unchanged; it acts only where a LLaRA
-model, index or encoded-queries directory is involved. A target that is missing or has another shape
-(``pyserini_api.require``) leaves its module as Pyserini made it, with one debug-level log line.
+model (``detect``: by what the model is, not by its path), index or encoded-queries directory is
+involved. A target that is missing or has another shape (``pyserini_api.require``) leaves its module
+as Pyserini made it, with one debug-level log line.
 The doors that Pyserini's CLIs open in their argparse are in ``clis``.
 
 Factories, not classes, go into the class maps: importing our encoder module imports
@@ -31,8 +33,11 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import weakref
+from contextlib import contextmanager
 
+from ..detect import chooses_llara
 from ..names import KEY, names_llara
 from ..precision import INDEX_PRECISION
 from ..records import EncodedQueriesMeta, IndexMeta
@@ -62,6 +67,25 @@ def _put_first(mapping: dict, key, value) -> None:
     mapping.update(rest)
 
 
+@contextmanager
+def pyserini_choice(encoder: str | None, encoder_class: str | None = None):
+    """While Pyserini picks an encoder by substring: a name containing ``llara`` of a model that is not LLaRA
+    (``detect``) gets Pyserini's own choice, as if the ``llara`` keys were not in its class maps."""
+    if encoder_class or not names_llara(encoder) or chooses_llara(encoder):
+        yield
+        return
+    import pyserini.encode as module
+
+    maps = (module.query_encoder_class_map, module.document_encoder_class_map)
+    saved = [mapping.pop(KEY, None) for mapping in maps]
+    try:
+        yield
+    finally:
+        for mapping, value in zip(maps, saved):
+            if value is not None:
+                _put_first(mapping, KEY, value)
+
+
 def register(module=None) -> None:
     """Insert the ``llara`` keys at the front of ``pyserini.encode``'s two class maps."""
     if module is None:
@@ -83,8 +107,12 @@ def _patch_encode(module) -> None:
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
-        init(self, *args, **kwargs)
         directory = signature.bind_partial(self, *args, **kwargs).arguments.get(directory_parameter)
+        if directory and os.path.isdir(directory):
+            from .checks import check_encoded_queries
+
+            check_encoded_queries(directory)
+        init(self, *args, **kwargs)
         if directory:
             remember_encoded_queries_dir(self, directory)
 
@@ -95,7 +123,7 @@ def _involves_llara(index_dir, query_encoder) -> bool:
     from .encoders import LlaraQueryEncoder
 
     if isinstance(query_encoder, str):
-        return names_llara(query_encoder) or IndexMeta.find(index_dir) is not None
+        return chooses_llara(query_encoder) or IndexMeta.find(index_dir) is not None
     return (isinstance(query_encoder, LlaraQueryEncoder) or IndexMeta.find(index_dir) is not None
             or EncodedQueriesMeta.find(encoded_queries_dir(query_encoder)) is not None)
 
@@ -111,7 +139,7 @@ def _patch_faiss_searcher(module) -> None:
 
     @functools.wraps(from_str)
     def _init_encoder_from_str(encoder, *args, **kwargs):
-        if names_llara(encoder):
+        if chooses_llara(encoder):
             return query_encoder_factory(encoder_dir=encoder, dtype=INDEX_PRECISION)
         return from_str(encoder, *args, **kwargs)
 
@@ -157,8 +185,10 @@ def _patch_search_main(module) -> None:
 
     @functools.wraps(init_query_encoder)
     def wrapper(*args, **kwargs):
-        encoder = init_query_encoder(*args, **kwargs)
-        if isinstance(encoder, LlaraQueryEncoder) and "fp16" not in signature.bind(*args, **kwargs).arguments:
+        arguments = signature.bind(*args, **kwargs).arguments
+        with pyserini_choice(arguments.get("encoder"), arguments.get("encoder_class")):
+            encoder = init_query_encoder(*args, **kwargs)
+        if isinstance(encoder, LlaraQueryEncoder) and "fp16" not in arguments:
             encoder.dtype = INDEX_PRECISION
         return encoder
 
@@ -173,7 +203,7 @@ def _patch_encode_query(module) -> None:
     @functools.wraps(init_encoder)
     def wrapper(*args, **kwargs):
         arguments = signature.bind(*args, **kwargs).arguments
-        if names_llara(arguments["encoder"]) and not arguments.get("bpr"):
+        if chooses_llara(arguments["encoder"]) and not arguments.get("bpr"):
             return query_encoder_factory(encoder_dir=arguments["encoder"], device=arguments["device"])
         return init_encoder(*args, **kwargs)
 
