@@ -168,6 +168,16 @@ def load_checkpoint(accelerator, checkpoint: Path, scheduler, scheduler_steps: i
             scheduler.step()
 
 
+def _failure(error: Exception) -> str:
+    """What stopped a write, in words; torch reports a write the disk cut short as ``unexpected pos N vs M``."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).strip()
+    if "unexpected pos" in text:
+        return "the write was cut short"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 @contextmanager
 def _writing(staging: Path):
     """A checkpoint that cannot be written whole (a full disk: torch then says ``unexpected pos N vs M``) as one
@@ -176,12 +186,8 @@ def _writing(staging: Path):
         yield
     except Exception as error:  # torch, safetensors and plain files each say it their own way
         shutil.rmtree(staging, ignore_errors=True)
-        text = str(error).strip()
-        reason = (error.strerror if isinstance(error, OSError) and error.strerror else
-                  "the write was cut short" if "unexpected pos" in text else text.splitlines()[0] if text else
-                  type(error).__name__)
         free = shutil.disk_usage(next(p for p in staging.parents if p.exists())).free
-        raise CheckpointError(f"cannot write the checkpoint {staging.with_suffix('')}: {reason}, with "
+        raise CheckpointError(f"cannot write the checkpoint {staging.with_suffix('')}: {_failure(error)}, with "
                               f"{free / 2**20:.1f} MiB free on its disk; make room and rerun the same command to "
                               "resume from the last complete checkpoint") from None
 

@@ -42,8 +42,9 @@ class Step:
     @property
     def name(self) -> str:
         """The module or program it runs (crash points and messages name a step by it)."""
-        return self.argv[2] if self.argv[:2] == ("python", "-m") else Path(self.argv[1 if self.argv[0] == "python"
-                                                                                     else 0]).name
+        if self.argv[:2] == ("python", "-m"):
+            return self.argv[2]
+        return Path(self.argv[1] if self.argv[0] == "python" else self.argv[0]).name
 
 
 def slug(text: str) -> str:
