@@ -313,7 +313,7 @@ def test_a_row_runs_end_to_end_as_dry_run_prints_and_a_wrong_expectation_fails(c
     assert records[0]["commands"] == planned[:len(right)]
 
     search = right[-2].argv
-    assert search[search.index("--encoded-queries") + 1] == str(Path(right[-3].creates).parent)
+    assert search[search.index("--encoded-queries") + 1] == right[-3].creates
     assert "--encoder" not in search
     index, topics, run = (search[search.index(flag) + 1] for flag in ("--index", "--topics", "--output"))
     on_the_fly = tmp_path / "on-the-fly.trec"  # Pyserini encodes each query as it searches it
