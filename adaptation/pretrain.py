@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pyserini_llara import completion
 from pyserini_llara.cli import HelpFormatter, add_debug_flag, one_line_errors, setup_logging
 from pyserini_llara.modeling import ModelLoadError
 
@@ -125,7 +126,8 @@ def check_lm_head(name_or_path: str) -> None:
 
 
 def training_examples(data_args: DataArguments, tokenizer, output_dir: str, tokenizer_name: str) -> JsonlExamples:
-    """The dataset: the given release-format JSONL, or OUTPUT_DIR/data/train.jsonl prepared once (reused on resume)."""
+    """The dataset: the given release-format JSONL, or OUTPUT_DIR/data/train.jsonl prepared once and reused
+    while its completion record proves it: the same arguments and the same content of every source file."""
     sources = expand_sources(data_args.train_data)
     if len(sources) == 1 and is_ready_made(sources[0]):
         return JsonlExamples(sources[0], limit=data_args.max_examples)
@@ -133,14 +135,15 @@ def training_examples(data_args: DataArguments, tokenizer, output_dir: str, toke
     chunking = {k: v for k, v in asdict(data_args).items() if k in ChunkArguments.__dataclass_fields__}
     settings = PrepareArguments(**chunking, input=list(data_args.train_data), output=str(target),
                                 tokenizer=tokenizer_name)
-    stats_file = Path(str(target) + ".stats.json")
     state = process_state()
     with state.main_process_first():
         if state.is_main_process:
-            prepared = stats_file.is_file() and target.is_file()
-            previous = json.loads(stats_file.read_text())["arguments"] if prepared else None
-            if previous != asdict(settings):
+            inputs = {"arguments": asdict(settings),
+                      "sources": {source: completion.content_fingerprint(source) for source in sources}}
+            record = completion.record_path(target)
+            if completion.reuse(record, inputs, logger.info) is None:
                 prepare(settings, tokenizer)
+                completion.complete([target, str(target) + ".stats.json"], inputs, record)
     return JsonlExamples(target)
 
 

@@ -1,7 +1,8 @@
 """LLaRA on InsuranceQA, offline on CPU, through Pyserini's own CLIs.
 
-The whole LLaRA recipe at toy scale. Stages (each skipped when its output exists, so a
-re-run resumes where it stopped):
+The whole LLaRA recipe at toy scale. Stages (each done only once its completion record, written
+last, holds the hashes of what it made and what it was made from; a re-run reuses a stage while that
+record proves it, and redoes the rest, so it resumes where it stopped):
   data      InsuranceQA v2 (the `insuranceqa-data` wheel) -> a document sub-pool as a Pyserini
             JSONL collection, test questions as a TSV topic file, TREC qrels; training groups
             (train questions, their answers, the answers InsuranceQA lists as wrong for them)
@@ -31,6 +32,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterable
+
+from pyserini_llara import completion
 
 MEASURES = ("nDCG@10", "RR@10", "R@100")
 # The training stages' --mixed_precision for each --dtype: autocast in the precision the encoding uses.
@@ -45,6 +49,26 @@ def run(*args: str) -> None:
     """Run a CLI exactly as a user would type it."""
     log("$ " + " ".join(args))
     subprocess.run([sys.executable, *args], check=True)
+
+
+def stage_done(record_of: Path, inputs: dict, make: Callable[[], None], outputs: Callable[[], Iterable[Path]]) -> None:
+    """``make()`` unless the completion record of ``record_of`` proves it for ``inputs``; then the record,
+    over the files ``outputs()`` names, is written last."""
+    record = completion.record_path(record_of)
+    if completion.reuse(record, inputs, log) is None:
+        make()
+        completion.complete(list(outputs()), inputs, record)
+
+
+def made(path: Path) -> str | None:
+    """What an earlier stage made at ``path``, by its completion record: an input of the stages reading it."""
+    done = completion.read(completion.record_path(path))
+    return done.digest if done else None
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """What a model stage vouches for: the exported model and its card, not its checkpoints or data."""
+    return [p for p in model_dir.iterdir() if p.is_file()]
 
 
 def clean(text: str) -> str:
@@ -102,79 +126,91 @@ def prepare_training_groups(path: Path, num_questions: int, seed: int) -> int:
 
 
 def adapt(base: Path, model_dir: Path, args) -> Path:
-    if not (model_dir / "config.json").exists():
-        from pyserini_llara.offline import gensim_wikipedia_sample
+    from pyserini_llara.offline import gensim_wikipedia_sample
 
-        # Release windows (the default): rows of 101 tokens = 64 of text + SmolLM2's 37-token template.
-        run("-m", "adaptation.pretrain", "--model_name_or_path", str(base),
-            "--train_data", str(gensim_wikipedia_sample()), "--output_dir", str(model_dir),
-            "--chunk_tokens", "64", "--min_chunk_tokens", "16",
-            "--cutoff_len", "101", "--per_device_train_batch_size", "4", "--max_steps", str(args.adapt_steps),
-            "--learning_rate", "5e-5", "--warmup_ratio", "0.1", "--mixed_precision", MIXED[args.dtype],
-            "--logging_steps", "2", "--save_steps", str(max(10, args.adapt_steps // 2)), "--seed", str(args.seed))
+    # Release windows (the default): rows of 101 tokens = 64 of text + SmolLM2's 37-token template.
+    command = ("-m", "adaptation.pretrain", "--model_name_or_path", str(base),
+               "--train_data", str(gensim_wikipedia_sample()), "--output_dir", str(model_dir),
+               "--chunk_tokens", "64", "--min_chunk_tokens", "16",
+               "--cutoff_len", "101", "--per_device_train_batch_size", "4", "--max_steps", str(args.adapt_steps),
+               "--learning_rate", "5e-5", "--warmup_ratio", "0.1", "--mixed_precision", MIXED[args.dtype],
+               "--logging_steps", "2", "--save_steps", str(max(10, args.adapt_steps // 2)), "--seed", str(args.seed))
+    stage_done(model_dir, {"command": command, "base": made(base)}, lambda: run(*command),
+               lambda: model_files(model_dir))
     return model_dir
 
 
 def finetune(adapted: Path, train_file: Path, model_dir: Path, args) -> Path:
-    if not (model_dir / "config.json").exists():
-        run("-m", "adaptation.finetune", "--model_name_or_path", str(adapted), "--train_data", str(train_file),
-            "--output_dir", str(model_dir), "--train_group_size", "4", "--per_device_train_batch_size", "4",
-            "--query_max_len", "64", "--passage_max_len", "128", "--max_steps", str(args.finetune_steps),
-            "--learning_rate", "3e-4", "--warmup_ratio", "0.1", "--temperature", "0.02", "--lora_dropout", "0",
-            "--mixed_precision", MIXED[args.dtype], "--gradient_checkpointing", "--logging_steps", "2",
-            "--save_steps", str(max(10, args.finetune_steps // 2)), "--seed", str(args.seed))
+    command = ("-m", "adaptation.finetune", "--model_name_or_path", str(adapted), "--train_data", str(train_file),
+               "--output_dir", str(model_dir), "--train_group_size", "4", "--per_device_train_batch_size", "4",
+               "--query_max_len", "64", "--passage_max_len", "128", "--max_steps", str(args.finetune_steps),
+               "--learning_rate", "3e-4", "--warmup_ratio", "0.1", "--temperature", "0.02", "--lora_dropout", "0",
+               "--mixed_precision", MIXED[args.dtype], "--gradient_checkpointing", "--logging_steps", "2",
+               "--save_steps", str(max(10, args.finetune_steps // 2)), "--seed", str(args.seed))
+    stage_done(model_dir, {"command": command, "adapted": made(adapted), "data": made(train_file.parent)},
+               lambda: run(*command), lambda: model_files(model_dir))
     return model_dir
 
 
 def hybrid(dense_name: str, model_dir: Path, data_dir: Path, out: Path, args) -> Path:
     """Min-max normalised dense + sparse scores with equal weight (alpha 1): a fixed choice, not tuned on test."""
     run_file = out / "runs" / f"{dense_name}-bm25.trec"
-    if not run_file.exists():
-        run("-m", "pyserini.search.hybrid",
-            "dense", "--index", str(out / "indexes" / dense_name), "--encoder", f"llara:{model_dir}",
-            "--device", "cpu",
-            "sparse", "--index", str(out / "indexes" / "bm25"),
-            "fusion", "--alpha", "1.0", "--normalization", "--hits", str(args.hits),
-            "run", "--topics", str(data_dir / "topics.tsv"), "--output", str(run_file), "--hits", str(args.hits),
-            "--batch-size", "32", "--threads", "2")
+    dense_index, sparse_index = out / "indexes" / dense_name, out / "indexes" / "bm25"
+    command = ("-m", "pyserini.search.hybrid",
+               "dense", "--index", str(dense_index), "--encoder", f"llara:{model_dir}", "--device", "cpu",
+               "sparse", "--index", str(sparse_index),
+               "fusion", "--alpha", "1.0", "--normalization", "--hits", str(args.hits),
+               "run", "--topics", str(data_dir / "topics.tsv"), "--output", str(run_file), "--hits", str(args.hits),
+               "--batch-size", "32", "--threads", "2")
+    inputs = {"command": command, "model": made(model_dir), "dense": made(dense_index), "sparse": made(sparse_index),
+              "data": made(data_dir)}
+    stage_done(run_file, inputs, lambda: run(*command), lambda: [run_file])
     return run_file
 
 
 def bm25(data_dir: Path, out: Path, hits: int) -> Path:
     index, run_file = out / "indexes" / "bm25", out / "runs" / "bm25.trec"
-    if not index.exists():
-        run("-m", "pyserini.index.lucene", "--collection", "JsonCollection", "--input", str(data_dir / "corpus"),
-            "--index", str(index), "--generator", "DefaultLuceneDocumentGenerator", "--threads", "2")
-    if not run_file.exists():
-        run("-m", "pyserini.search.lucene", "--index", str(index), "--topics", str(data_dir / "topics.tsv"),
-            "--output", str(run_file), "--bm25", "--hits", str(hits))
+    indexing = ("-m", "pyserini.index.lucene", "--collection", "JsonCollection", "--input", str(data_dir / "corpus"),
+                "--index", str(index), "--generator", "DefaultLuceneDocumentGenerator", "--threads", "2")
+    stage_done(index, {"command": indexing, "data": made(data_dir)}, lambda: run(*indexing), lambda: [index])
+    search = ("-m", "pyserini.search.lucene", "--index", str(index), "--topics", str(data_dir / "topics.tsv"),
+              "--output", str(run_file), "--bm25", "--hits", str(hits))
+    stage_done(run_file, {"command": search, "index": made(index), "data": made(data_dir)}, lambda: run(*search),
+               lambda: [run_file])
     return run_file
 
 
 def init_smollm2(model_dir: Path) -> Path:
     """SmolLM2-135M with <s1>..<s16> added: the unadapted starting point, saved where `--encoder llara:DIR` finds it."""
-    if not (model_dir / "config.json").exists():
+    from pyserini_llara.offline import smollm2_gguf_path
+
+    def make():
         from pyserini_llara.modeling import load_model
-        from pyserini_llara.offline import smollm2_gguf_path
 
         log(f"adding the LLaRA tokens to SmolLM2-135M -> {model_dir}")
         model, tokenizer = load_model(smollm2_gguf_path(), dtype="float32", add_tokens=True, causal_lm=True)
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
+
+    gguf = smollm2_gguf_path()
+    stage_done(model_dir, {"gguf": completion.content_fingerprint(gguf)}, make, lambda: model_files(model_dir))
     return model_dir
 
 
 def dense(name: str, model_dir: Path, data_dir: Path, out: Path, args) -> Path:
     index, run_file = out / "indexes" / name, out / "runs" / f"{name}.trec"
-    if not (index / "index").exists():
-        run("-m", "pyserini_llara.index", "--corpus", str(data_dir / "corpus"), "--output", str(index),
-            "--encoder", f"llara:{model_dir}", "--dtype", args.dtype, "--batch-size", str(args.batch_size),
-            "--max-length", str(args.max_length), "--device", "cpu", "--resume")
-    if not run_file.exists():
-        half = ["--fp16"] if args.dtype != "float32" else []
-        run("-m", "pyserini.search.faiss", "--index", str(index), "--topics", str(data_dir / "topics.tsv"),
-            "--encoder", f"llara:{model_dir}", "--output", str(run_file), "--hits", str(args.hits),
-            "--batch-size", "32", "--threads", "2", "--device", "cpu", *half)
+    indexing = ("-m", "pyserini_llara.index", "--corpus", str(data_dir / "corpus"), "--output", str(index),
+                "--encoder", f"llara:{model_dir}", "--dtype", args.dtype, "--batch-size", str(args.batch_size),
+                "--max-length", str(args.max_length), "--device", "cpu", "--resume")
+    model = made(model_dir)
+    stage_done(index, {"command": indexing, "model": model, "data": made(data_dir)}, lambda: run(*indexing),
+               lambda: [index])
+    half = ("--fp16",) if args.dtype != "float32" else ()
+    search = ("-m", "pyserini.search.faiss", "--index", str(index), "--topics", str(data_dir / "topics.tsv"),
+              "--encoder", f"llara:{model_dir}", "--output", str(run_file), "--hits", str(args.hits),
+              "--batch-size", "32", "--threads", "2", "--device", "cpu", *half)
+    stage_done(run_file, {"command": search, "model": model, "index": made(index), "data": made(data_dir)},
+               lambda: run(*search), lambda: [run_file])
     return run_file
 
 
@@ -261,10 +297,16 @@ def main(argv=None) -> None:
     out = args.output.resolve()
     data_dir, models = out / "data", out / "models"
     start = time.time()
-    if not (data_dir / "info.json").exists():
+    def make_data():
         info = prepare_data(data_dir, args.questions, args.pool, args.seed)
         info["train_groups"] = prepare_training_groups(data_dir / "train.jsonl", args.train_questions, args.seed)
         (data_dir / "info.json").write_text(json.dumps(info))
+
+    from importlib.metadata import version
+
+    stage_done(data_dir, {"questions": args.questions, "pool": args.pool, "seed": args.seed,
+                          "train_questions": args.train_questions, "insuranceqa-data": version("insuranceqa-data")},
+               make_data, lambda: [data_dir])
     info = json.loads((data_dir / "info.json").read_text())
     info.update(adapt_steps=args.adapt_steps, finetune_steps=args.finetune_steps)
     log(f"data: {info}")
@@ -276,8 +318,8 @@ def main(argv=None) -> None:
         timings.update(json.loads(timings_file.read_text()))
 
     def stage(name: str, key: str, work):
-        """Time a stage; a stage whose run file a previous invocation wrote keeps that invocation's time."""
-        cached = (out / "runs" / f"{key}.trec").exists()
+        """Time a stage; a stage whose run a previous invocation made keeps that invocation's time."""
+        cached = made(out / "runs" / f"{key}.trec") is not None
         t, cpu = time.time(), children_cpu_seconds()
         runs[name] = work()
         if not cached or name not in timings["wall"]:

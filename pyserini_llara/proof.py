@@ -4,7 +4,7 @@ A record written last (``meta.json``) lists the files it vouches for; a file tha
 short or replaced no longer matches, so "the record says complete" is never taken alone. Small
 files are hashed whole; large ones (a faiss index of hundreds of GB) by 64 evenly spaced 64 KiB
 samples and their size, which any rewrite or truncation changes. What is handed to an
-unpickler is always hashed whole (``whole=True``).
+unpickler (``*.pkl``, or ``whole=True``) is always hashed whole.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 WHOLE_FILE_LIMIT = 64 << 20
+PICKLE_SUFFIX = ".pkl"
 SAMPLES, SAMPLE_BYTES = 64, 64 << 10
 
 
@@ -42,7 +43,7 @@ def file_proof(path: str | os.PathLike, whole: bool = False) -> dict:
     size = path.stat().st_size
     digest = hashlib.sha256(f"{size}\n".encode())
     with open(path, "rb") as handle:
-        _hash_content(digest, handle, size, whole)
+        _hash_content(digest, handle, size, whole or path.suffix == PICKLE_SUFFIX)
     return {"size": size, "sha256": digest.hexdigest()}
 
 

@@ -114,3 +114,35 @@ def test_mine_run_with_a_score_that_is_not_a_number(tmp_path):
                           env={k: v for k, v in os.environ.items() if k != DEBUG_ENV})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1] == message
+
+
+@pytest.mark.parametrize("limit, reason", [(200_000, "File too large"), (600_000, "the write was cut short")],
+                         ids=["safetensors", "torch"])
+def test_a_checkpoint_that_cannot_be_written_whole_is_one_line_naming_it_and_the_space_left(tiny_llara, tmp_path,
+                                                                                            limit, reason):
+    """A write failing part way, as on a full disk (a file-size limit makes it fail, for real): in the weights
+    (safetensors) or in the optimizer state (torch's writer: ``unexpected pos N vs M``)."""
+    import resource
+    import signal
+
+    data = tmp_path / "train.jsonl"
+    examples = [{"input": text, "output_summarize": text, "output_predict": CORPUS[i + 1]}
+                for i, text in enumerate(CORPUS[:4])]
+    data.write_text("".join(json.dumps(example) + "\n" for example in examples))
+    output = tmp_path / "run"
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run([sys.executable, "-m", "adaptation.pretrain", "--model_name_or_path", str(tiny_llara),
+                             "--train_data", str(data), "--output_dir", str(output), "--max_steps", "1",
+                             "--save_steps", "1", "--per_device_train_batch_size", "2"],
+                            preexec_fn=small_files, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line[line.index("error: "):] for line in result.stderr.splitlines() if "error: " in line]
+    assert len(errors) == 1, result.stderr[-3000:]  # on the line of tqdm's bar, which it then redraws
+    message = errors[0]
+    assert message.startswith(f"error: cannot write the checkpoint {output / 'checkpoints' / 'step-1'}: "), message
+    assert reason in message and re.search(r", with \d+\.\d MiB free on its disk; make room and rerun", message)
+    assert not (output / "checkpoints" / "step-1.tmp").exists()

@@ -258,3 +258,21 @@ def test_collator_builds_left_padded_joint_rows_and_targets(tiny_llara):
     assert not batch["ebae_mask"][1].any()
     special = set(tok.all_special_ids)
     assert not special & set(batch["ebar_ids"][batch["ebar_mask"]].tolist())
+
+
+def test_prepared_data_is_made_again_when_the_source_text_changes(tmp_path, tokenizer):
+    """The same arguments over an edited source: its content, not its name, keys the prepared examples."""
+    from adaptation.pretrain import DataArguments, training_examples
+
+    source = tmp_path / "text.txt"
+    source.write_text(f"{long_text(60)}\n")
+    args = DataArguments(train_data=[str(source)], chunk_tokens=16, min_chunk_tokens=4)
+    first = training_examples(args, tokenizer, str(tmp_path / "run"), "tok")
+    inputs = {first[i]["input"] for i in range(len(first))}
+    stamp = first.path.stat().st_mtime_ns
+    assert training_examples(args, tokenizer, str(tmp_path / "run"), "tok").path.stat().st_mtime_ns == stamp
+
+    source.write_text(f"{long_text(60, 7)}\n")
+    again = training_examples(args, tokenizer, str(tmp_path / "run"), "tok")
+    assert {again[i]["input"] for i in range(len(again))} != inputs
+    assert again[0]["input"] in long_text(60, 7)

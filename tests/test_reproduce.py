@@ -152,7 +152,10 @@ def test_the_beir_example_script_names_every_beir_dataset_row(matrix):
     assert {f"beir/{name}/llara-beir" for name in names} == rows - {"beir/average/llara-beir"}
 
 
-def test_readme_shows_the_matrix_and_a_row_as_the_cli_prints_them(capsys, tmp_path, matrix):
+def test_readme_shows_the_matrix_and_a_row_as_the_cli_prints_them(capsys, tmp_path, matrix, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as a machine without the row's GPU prints it
     readme = (ROOT / "docs" / "reproductions.md").read_text()
     assert main(["--list", "--markdown", "--work-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() in readme
@@ -186,10 +189,10 @@ def test_an_unknown_row_names_the_nearest(matrix):
 def test_steps_resume_and_a_failed_step_leaves_no_output(tmp_path):
     first, second, third = tmp_path / "first.txt", tmp_path / "second.txt", tmp_path / "third.txt"
 
-    def write(path, text, inputs=()):
-        return Step(("python", "-c", f"print({text!r})"), stdout=str(path), creates=str(path), inputs=inputs)
+    def write(path, text, reads=()):
+        return Step(("python", "-c", f"print({text!r})"), stdout=str(path), creates=str(path), reads=reads)
 
-    steps = [write(first, "one"), write(second, "two"), write(third, "three", inputs=(str(first),)),
+    steps = [write(first, "one"), write(second, "two"), write(third, "three", reads=(str(first),)),
              Step(("python", "-c", "print('nDCG@10\\t0.5')"))]
     log = []
     assert reproduce.parse_scores(run_steps(steps, log.append), ["nDCG@10"]) == {"nDCG@10": 0.5}
@@ -198,8 +201,15 @@ def test_steps_resume_and_a_failed_step_leaves_no_output(tmp_path):
     log.clear()
     first.unlink()
     run_steps(steps, log.append)
-    # what is missing, what reads it, and the scorer; the second step reads nothing that was made again
-    assert [line[:2] for line in log] == ["$ ", "[d", "$ ", "$ "]
+    # what is missing is made again; what reads it finds the same content, and is reused
+    assert [line[:2] for line in log] == ["[r", "$ ", "[d", "[d", "$ "]
+
+    log.clear()
+    steps[0] = write(first, "uno")
+    run_steps(steps, log.append)
+    # another command, so another content: that step and the one reading it run again, the second does not
+    assert [line[:2] for line in log] == ["[r", "$ ", "[d", "[r", "$ ", "$ "]
+    assert "content of " + str(first) in log[3]
 
     log.clear()
     failing = Step(("python", "-c", "print('half'); raise SystemExit(3)"), stdout=str(second), creates=str(second))
@@ -220,33 +230,30 @@ def test_another_model_gets_its_own_index_and_run_and_is_measured_not_judged(mat
 
 
 @pytest.mark.parametrize("cache", ["pyserini_llara.index", "pyserini_llara.queries"])
-def test_a_cached_index_or_encoded_queries_of_other_weights_are_refused(matrix, tiny_llara, tmp_path, cache):
+def test_a_cached_index_or_encoded_queries_of_other_weights_are_made_again(matrix, tiny_llara, tmp_path, cache,
+                                                                          monkeypatch):
+    from pyserini_llara import completion
     from pyserini_llara.fingerprint import model_fingerprint
 
     row = reproduce.with_model(matrix["beir/scifact/llara-beir"], str(tiny_llara))
     step = next(s for s in plan(row, tmp_path) if s.argv[:3] == ("python", "-m", cache))
-    directory = Path(step.creates).parent
+    directory = Path(step.creates)
     directory.mkdir(parents=True)
-    Path(step.creates).write_text(json.dumps({"model_fingerprint": model_fingerprint(str(tiny_llara))}))
-    (directory / "meta.json").write_text(json.dumps({"model_fingerprint": model_fingerprint(str(tiny_llara))}))
+    (directory / "meta.json").write_text("{}")
+    inputs = {"command": str(step), "model_fingerprint": model_fingerprint(str(tiny_llara)),
+              **{f"content of {path}": None for path in step.reads}}
+    record = completion.complete([directory], inputs, completion.record_path(directory))
     log = []
     run_steps([step], log.append)
     assert log == [f"[done] {step}"]
-    (directory / "meta.json").write_text(json.dumps({"model_fingerprint": "0123456789abcdef"}))
-    with pytest.raises(StepError, match=f"{directory} was made from other weights"):
-        run_steps([step], log.append)
-
-
-def test_a_cache_of_a_hub_model_absent_from_the_local_cache_is_taken_as_it_was(matrix, tmp_path):
-    """Its weights cannot be read, so there is nothing to compare the recorded fingerprint with."""
-    row = reproduce.with_model(matrix["beir/scifact/llara-beir"], "no-such-owner/no-such-model")
-    step = next(s for s in plan(row, tmp_path) if s.argv[:3] == ("python", "-m", "pyserini_llara.index"))
-    Path(step.creates).parent.mkdir(parents=True)
-    Path(step.creates).write_text("")
-    (Path(step.creates).parent / "meta.json").write_text(json.dumps({"model_fingerprint": "0123456789abcdef"}))
-    log = []
+    completion.complete([directory], {**inputs, "model_fingerprint": "0123456789abcdef"},
+                        completion.record_path(directory))
+    monkeypatch.setattr(reproduce.run, "_execute", lambda step, log: log(f"$ {step}"))
+    log.clear()
     run_steps([step], log.append)
-    assert log == [f"[done] {step}"]
+    assert log[0].startswith("[redo]") and "model_fingerprint was '0123456789abcdef'" in log[0]
+    assert log[1] == f"$ {step}" and not (directory / "meta.json").exists()  # the file its record listed
+    assert record.files
 
 
 def test_judging_respects_the_tolerance(matrix):
@@ -310,7 +317,7 @@ def test_a_row_runs_end_to_end_as_dry_run_prints_and_a_wrong_expectation_fails(c
     assert records[0]["commands"] == planned[:len(right)]
 
     search = right[-2].argv
-    assert search[search.index("--encoded-queries") + 1] == str(Path(right[-3].creates).parent)
+    assert search[search.index("--encoded-queries") + 1] == right[-3].creates
     assert "--encoder" not in search
     index, topics, run = (search[search.index(flag) + 1] for flag in ("--index", "--topics", "--output"))
     on_the_fly = tmp_path / "on-the-fly.trec"  # Pyserini encodes each query as it searches it

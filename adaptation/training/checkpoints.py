@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -167,6 +168,30 @@ def load_checkpoint(accelerator, checkpoint: Path, scheduler, scheduler_steps: i
             scheduler.step()
 
 
+def _failure(error: Exception) -> str:
+    """What stopped a write, in words; torch reports a write the disk cut short as ``unexpected pos N vs M``."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).strip()
+    if "unexpected pos" in text:
+        return "the write was cut short"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def _writing(staging: Path):
+    """A checkpoint that cannot be written whole (a full disk: torch then says ``unexpected pos N vs M``) as one
+    line naming where and the space left there; the part written is removed, the last complete checkpoint kept."""
+    try:
+        yield
+    except Exception as error:  # torch, safetensors and plain files each say it their own way
+        shutil.rmtree(staging, ignore_errors=True)
+        free = shutil.disk_usage(next(p for p in staging.parents if p.exists())).free
+        raise CheckpointError(f"cannot write the checkpoint {staging.with_suffix('')}: {_failure(error)}, with "
+                              f"{free / 2**20:.1f} MiB free on its disk; make room and rerun the same command to "
+                              "resume from the last complete checkpoint") from None
+
+
 def save_checkpoint(accelerator, model, output_dir: Path, step: int, state: dict, save_total_limit: int) -> None:
     """``checkpoints/step-STEP``: accelerate's states, and ``state`` with whether the weights are finite in
     ``trainer_state.json``; staged whole and renamed into place, so that a run killed while saving keeps
@@ -178,10 +203,12 @@ def save_checkpoint(accelerator, model, output_dir: Path, step: int, state: dict
     if main:
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
+    with _writing(staging):
+        accelerator.save_state(str(staging))
     finite = all_finite(model, accelerator)
     if main:
-        (staging / STATE_FILE).write_text(json.dumps({**state, "finite_weights": finite}, indent=2))
+        with _writing(staging):
+            (staging / STATE_FILE).write_text(json.dumps({**state, "finite_weights": finite}, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
         older = [p for p in step_dirs(output_dir) if p != final]

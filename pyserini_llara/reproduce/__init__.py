@@ -8,7 +8,8 @@ Indexes are cached under the work directory by model, corpus and encoding settin
 (``pyserini_llara.index --resume`` continues an interrupted build), and the queries are encoded
 once per model, topics and query settings into Pyserini's encoded-queries format, which every
 search over those topics reads (another index type, a re-run) without loading the model again.
-Run files and exported topics are reused too, so a rerun after a failure picks up where it stopped.
+Run files and exported topics are reused too, so a rerun after a failure picks up where it stopped;
+each step only while its completion record (``pyserini_llara.completion``) proves it by content.
 
     python -m pyserini_llara.reproduce --list
     python -m pyserini_llara.reproduce --row beir/scifact/llara-beir --dry-run

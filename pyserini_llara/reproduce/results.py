@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .matrix import MatrixError, Measurement, Row
+from ..atomic import sync
+from .matrix import Measurement, Row
 from .plan import plan
+
+logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
 
@@ -75,12 +79,32 @@ def append(results: Path, outcome: Outcome, work: Path) -> None:
               "commands": [str(s) for s in plan(row, work)] if outcome.status != "error" else None,
               "versions": _versions()}
     results.parent.mkdir(parents=True, exist_ok=True)
+    _end_last_line(results)
     with open(results, "a", encoding="utf-8") as out:
         out.write(json.dumps(record) + "\n")
+        sync(out)
+
+
+def _end_last_line(path: Path) -> None:
+    """A last line without its newline was cut short by a crash: appending to it would swallow the new record.
+    It is dropped (a warning says so), or ended where it holds a whole record."""
+    data = path.read_bytes() if path.is_file() else b""
+    if not data or data.endswith(b"\n"):
+        return
+    keep = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[keep:])
+    except ValueError:
+        logger.warning("%s: dropping its last line, a record cut short (%d bytes)", path, len(data) - keep)
+        os.truncate(path, keep)
+        return
+    with open(path, "ab") as out:
+        out.write(b"\n")
 
 
 def latest_results(results: str | os.PathLike) -> dict[str, Measurement]:
-    """The last successful measurement of each row in a results JSONL file (none when the file is absent)."""
+    """The last successful measurement of each row in a results JSONL file (none when the file is absent); a line
+    that is not a whole record (a crash cut it short) is skipped with a warning."""
     path = Path(results)
     found: dict[str, Measurement] = {}
     if not path.exists():
@@ -91,7 +115,8 @@ def latest_results(results: str | os.PathLike) -> dict[str, Measurement]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise MatrixError(f"{path}, line {number}: malformed JSON ({error.msg})") from None
+            logger.warning("%s, line %d: skipped, not a whole record (%s)", path, number, error.msg)
+            continue
         if record.get("measured"):
             found[record["row"]] = Measurement(record["measured"], record.get("hardware") or "", record["date"])
     return found

@@ -1,17 +1,19 @@
-"""Running a row: its steps in order, each skipped while its output stands and nothing it reads was remade;
-then its scores, as the ``ir_measures`` CLI prints them, judged and recorded."""
+"""Running a row: its steps in order, each reused only while its completion record proves it (its files
+unchanged, and the same command, model fingerprint and content of what it reads); then its scores, as the
+``ir_measures`` CLI prints them, judged and recorded."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..records import META_FILE
+from .. import completion
+from ..index import crashpoints
 from .matrix import MatrixError, Row
 from .plan import Step, plan
 from .results import Outcome, append, judge
@@ -29,46 +31,50 @@ def _executable(argv: Sequence[str]) -> list[str]:
     return [found or argv[0], *argv[1:]]
 
 
-def _check_cached(step: Step) -> None:
-    """A cached index or encoded queries must hold vectors of the model's current weights (a retrained local
-    model changes them); both record them in ``meta.json`` beside what the step creates.
+def _inputs(step: Step, known: dict[str, str]) -> dict:
+    """What the step's outputs follow from: its command (the precision resolved in it), the model's
+    fingerprint, and the content of what it reads (an earlier step's output by its record)."""
+    inputs = {"command": str(step)}
+    if step.model:
+        from ..fingerprint import model_fingerprint
 
-    A hub model absent from the local cache cannot be compared and is taken as it was.
-    """
-    from ..fingerprint import local_model_dir, model_fingerprint
-
-    directory = Path(step.creates).parent
-    recorded = json.loads((directory / META_FILE).read_text()).get("model_fingerprint")
-    if not recorded or local_model_dir(step.model) is None:
-        return
-    current = model_fingerprint(step.model)
-    if recorded != current:
-        raise StepError(f"{directory} was made from other weights of {step.model} (fingerprint {recorded}, now "
-                        f"{current}); remove that directory to make it again")
+        inputs["model_fingerprint"] = model_fingerprint(step.model)
+    for path in step.reads:
+        inputs[f"content of {path}"] = known.get(path) or completion.content_fingerprint(path)
+    return inputs
 
 
 def _execute(step: Step, log) -> str:
-    """Run one command; returns its standard output when it goes to no file. A failed step leaves no output file."""
+    """Run one command; returns its standard output when it goes to no file. A failed step leaves no output file,
+    and one that leaves no output (or an empty file) has failed."""
     log(f"$ {step}")
     outputs = [Path(p) for p in (step.stdout, step.creates) if p]
     for path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if step.stdout:
-            with open(step.stdout, "w", encoding="utf-8") as out:
-                result = subprocess.run(_executable(step.argv), stdout=out)
-            printed = ""
-        else:
-            result = subprocess.run(_executable(step.argv), stdout=subprocess.PIPE, text=True)
-            printed = result.stdout
-            sys.stdout.write(printed)
+        with open(step.stdout, "w", encoding="utf-8") if step.stdout else nullcontext(subprocess.PIPE) as out:
+            with subprocess.Popen(_executable(step.argv), stdout=out, text=True) as process:
+                try:
+                    crashpoints.reached(f"reproduce:running:{step.name}")
+                    printed = process.communicate()[0] or ""
+                except BaseException:
+                    process.kill()
+                    raise
+        sys.stdout.write(printed)
     except BaseException:
         _remove_files(outputs)
         raise
-    if result.returncode != 0:
+    if process.returncode != 0:
         _remove_files(outputs)
-        raise StepError(f"exit status {result.returncode}: {step}")
+        raise StepError(f"exit status {process.returncode}: {step}")
+    if step.creates and not _holds_something(Path(step.creates)):
+        _remove_files(outputs)
+        raise StepError(f"{step.name} ended with exit status 0 but left nothing in {step.creates}: {step}")
     return printed
+
+
+def _holds_something(path: Path) -> bool:
+    return path.stat().st_size > 0 if path.is_file() else path.is_dir() and any(path.iterdir())
 
 
 def _remove_files(paths: Iterable[Path]) -> None:
@@ -78,18 +84,24 @@ def _remove_files(paths: Iterable[Path]) -> None:
 
 
 def run_steps(steps: Sequence[Step], log=print) -> str:
-    """Run the steps, skipping those whose output exists while none of their inputs was made again; the last
-    one's output."""
-    printed, made = "", set()
+    """Run the steps, reusing those whose completion record proves them for their inputs now; the last one's
+    output. A step's record is written after it ends well, so a kill at any moment leaves a step to redo."""
+    printed, known = "", {}
     for step in steps:
-        if step.creates and Path(step.creates).exists() and made.isdisjoint(step.inputs):
-            if step.model:
-                _check_cached(step)
-            log(f"[done] {step}")
-            continue
+        inputs = _inputs(step, known)
+        if step.creates:
+            record = completion.record_path(step.creates)
+            done = completion.reuse(record, inputs, log)
+            if done is not None:
+                log(f"[done] {step}")
+                known[step.creates] = done.digest
+                continue
         printed = _execute(step, log)
         if step.creates:
-            made.add(step.creates)
+            crashpoints.reached(f"reproduce:ran:{step.name}")
+            if step.model:  # a hub model the step downloaded is fingerprinted by its files from now on
+                inputs = _inputs(step, known)
+            known[step.creates] = completion.complete([step.creates], inputs, record).digest
     return printed
 
 
