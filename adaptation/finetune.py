@@ -5,11 +5,12 @@
 
 The training file is ``{"query", "pos", "neg"}`` JSONL (see ``adaptation.data.groups``;
 ``python -m adaptation.mine`` writes it). The output directory is a merged model that
-``--encoder llara:FINETUNED_DIR`` loads. Defaults are the release's: LoRA r 64 / alpha 16 /
-dropout 0.1 on all projections (LoRA only: the <s1>..<s16> rows stay frozen), lr 3e-4 with
-DeepSpeed's log warmup and linear decay, 1 query per device, groups of 16, temperature 0.02,
-query 64 and passage 160 tokens (template included). Rerunning the same command resumes an
-interrupted run from its last checkpoint.
+``--encoder llara:FINETUNED_DIR`` loads. Defaults are the release's. Its code's: LoRA r 64 / alpha 16
+/ dropout 0.1 on all projections (LoRA only: the <s1>..<s16> rows stay frozen), temperature 0.02.
+Its README command's, where they differ from its code's: groups of 16, query 64 and passage 160
+tokens (template included), cross-device negatives, lr 3e-4 with DeepSpeed's log warmup and linear
+decay, 1 query per device. Rerunning the same command resumes an interrupted run from its last
+checkpoint.
 
 Examples:
   python -m adaptation.mine --dataset beir/scifact/train --output scifact-train.jsonl
