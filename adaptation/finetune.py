@@ -3,14 +3,14 @@
     python -m adaptation.finetune --model_name_or_path ADAPTED_DIR --train_data train.jsonl \\
         --output_dir FINETUNED_DIR
 
-The training file is ``{"query", "pos", "neg"}`` JSONL (see ``adaptation.data.groups``;
-``python -m adaptation.mine`` writes it). The output directory is a merged model that
-``--encoder llara:FINETUNED_DIR`` loads. Defaults are the release's. Its code's: LoRA r 64 / alpha 16
-/ dropout 0.1 on all projections (LoRA only: the <s1>..<s16> rows stay frozen), temperature 0.02.
-Its README command's, where they differ from its code's: groups of 16, query 64 and passage 160
-tokens (template included), cross-device negatives, lr 3e-4 with DeepSpeed's log warmup and linear
-decay, 1 query per device. Rerunning the same command resumes an interrupted run from its last
-checkpoint.
+The training data is JSONL or a local Hugging Face dataset, in FlagEmbedding's ``{"query", "pos",
+"neg"}`` layout (``python -m adaptation.mine`` writes it) or Tevatron's (see ``adaptation.data.groups``).
+The output directory is a merged model that ``--encoder llara:FINETUNED_DIR`` loads. Defaults are
+the release's. Its code's: LoRA r 64 / alpha 16 / dropout 0.1 on all projections (LoRA only: the
+<s1>..<s16> rows stay frozen), temperature 0.02. Its README command's, where they differ from its
+code's: groups of 16, query 64 and passage 160 tokens (template included), cross-device negatives,
+lr 3e-4 with DeepSpeed's log warmup and linear decay, 1 query per device. Rerunning the same
+command resumes an interrupted run from its last checkpoint.
 
 Examples:
   python -m adaptation.mine --dataset beir/scifact/train --output scifact-train.jsonl
@@ -36,7 +36,7 @@ from pyserini_llara.cli import HelpFormatter, add_debug_flag, one_line_errors, s
 
 from .contrastive import contrastive_loss
 from .data.collators import ContrastiveCollator
-from .data.groups import ContrastiveDataset, read_examples
+from .data.groups import ContrastiveDataset, read_corpus_texts, read_examples
 from .training import NonFiniteLossError, TrainingArguments, process_state, train
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,14 @@ logger = logging.getLogger(__name__)
 class FinetuneArguments:
     model_name_or_path: str = field(metadata={
         "help": "the model to fine-tune: a LLaRA-adapted directory (adaptation.pretrain output), hub id or .gguf file"})
-    train_data: str = field(metadata={"help": "JSONL of {query, pos, neg} (python -m adaptation.mine writes it)"})
+    train_data: str = field(metadata={
+        "help": "query groups: a JSONL file, or a local Hugging Face dataset (a save_to_disk directory, .parquet or "
+                ".json files), in the FlagEmbedding layout {query, pos, neg} (python -m adaptation.mine writes it), "
+                "Tevatron's {query, positive_passages, negative_passages}, or Tevatron's docids {query_text, "
+                "positive_document_ids, negative_document_ids} with --corpus"})
     corpus: str | None = field(default=None, metadata={
-        "help": "corpus for passages given as {\"docid\": ...}: Pyserini JSONL or an ir-datasets id"})
+        "help": "corpus of the passages given by docid: Pyserini JSONL, an ir-datasets id, or a local Hugging Face "
+                "dataset of {docid, title, text} (Tevatron's corpora)"})
     train_group_size: int = field(default=16, metadata={"help": "passages per query: 1 positive + N-1 negatives"})
     query_max_len: int = field(default=64, metadata={"help": "query tokens, template included"})
     passage_max_len: int = field(default=160, metadata={"help": "passage tokens, template included"})
@@ -136,11 +141,7 @@ def prepare(args: FinetuneArguments, training: FinetuneTrainingArguments):
     from pyserini_llara.precision import resolve_training_dtype
 
     args = replace(args, dtype=resolve_training_dtype(args.dtype, process_state().device))
-    corpus = None
-    if args.corpus is not None:
-        from pyserini_llara.corpus import read_corpus
-
-        corpus = {doc.docid: doc.text for doc in read_corpus(args.corpus)}
+    corpus = None if args.corpus is None else read_corpus_texts(args.corpus)
     examples = read_examples(args.train_data, require_negatives=args.train_group_size > 1, corpus=corpus)
     model, tokenizer = load_model(args.model_name_or_path, dtype=args.dtype, add_tokens=args.add_tokens)
     dataset = ContrastiveDataset(examples, args.train_group_size, seed=training.seed)
