@@ -3,13 +3,14 @@
     python -m adaptation.finetune --model_name_or_path ADAPTED_DIR --train_data train.jsonl \\
         --output_dir FINETUNED_DIR
 
-The training file is ``{"query", "pos", "neg"}`` JSONL (see ``adaptation.data.groups``;
-``python -m adaptation.mine`` writes it). The output directory is a merged model that
-``--encoder llara:FINETUNED_DIR`` loads. Defaults are the release's: LoRA r 64 / alpha 16 /
-dropout 0.1 on all projections (LoRA only: the <s1>..<s16> rows stay frozen), lr 3e-4 with
-DeepSpeed's log warmup and linear decay, 1 query per device, groups of 16, temperature 0.02,
-query 64 and passage 160 tokens (template included). Rerunning the same command resumes an
-interrupted run from its last checkpoint.
+The training data is JSONL or a local Hugging Face dataset, in FlagEmbedding's ``{"query", "pos",
+"neg"}`` layout (``python -m adaptation.mine`` writes it) or Tevatron's (see ``adaptation.data.groups``).
+The output directory is a merged model that ``--encoder llara:FINETUNED_DIR`` loads. Defaults are
+the release's. Its code's: LoRA r 64 / alpha 16 / dropout 0.1 on all projections (LoRA only: the
+<s1>..<s16> rows stay frozen), temperature 0.02. Its README command's, where they differ from its
+code's: groups of 16, query 64 and passage 160 tokens (template included), cross-device negatives,
+lr 3e-4 with DeepSpeed's log warmup and linear decay, 1 query per device. Rerunning the same
+command resumes an interrupted run from its last checkpoint.
 
 Examples:
   python -m adaptation.mine --dataset beir/scifact/train --output scifact-train.jsonl
@@ -24,19 +25,20 @@ Examples:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from pyserini_llara.cli import HelpFormatter, add_debug_flag, one_line_errors, setup_logging
 
 from .contrastive import contrastive_loss
 from .data.collators import ContrastiveCollator
-from .data.groups import ContrastiveDataset, read_examples
+from .data.groups import ContrastiveDataset, read_corpus_texts, read_examples
+from .embeddings import GradCache, embed
 from .training import NonFiniteLossError, TrainingArguments, process_state, train
+from .training.arguments import GradCacheArguments
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +47,14 @@ logger = logging.getLogger(__name__)
 class FinetuneArguments:
     model_name_or_path: str = field(metadata={
         "help": "the model to fine-tune: a LLaRA-adapted directory (adaptation.pretrain output), hub id or .gguf file"})
-    train_data: str = field(metadata={"help": "JSONL of {query, pos, neg} (python -m adaptation.mine writes it)"})
+    train_data: str = field(metadata={
+        "help": "query groups: a JSONL file, or a local Hugging Face dataset (a save_to_disk directory, .parquet or "
+                ".json files), in the FlagEmbedding layout {query, pos, neg} (python -m adaptation.mine writes it), "
+                "Tevatron's {query, positive_passages, negative_passages}, or Tevatron's docids {query_text, "
+                "positive_document_ids, negative_document_ids} with --corpus"})
     corpus: str | None = field(default=None, metadata={
-        "help": "corpus for passages given as {\"docid\": ...}: Pyserini JSONL or an ir-datasets id"})
+        "help": "corpus of the passages given by docid: Pyserini JSONL, an ir-datasets id, or a local Hugging Face "
+                "dataset of {docid, title, text} (Tevatron's corpora)"})
     train_group_size: int = field(default=16, metadata={"help": "passages per query: 1 positive + N-1 negatives"})
     query_max_len: int = field(default=64, metadata={"help": "query tokens, template included"})
     passage_max_len: int = field(default=160, metadata={"help": "passage tokens, template included"})
@@ -76,8 +83,8 @@ class FinetuneArguments:
 
 
 @dataclass
-class FinetuneTrainingArguments(TrainingArguments):
-    """Pretraining's training arguments with the release's fine-tuning defaults."""
+class FinetuneTrainingArguments(GradCacheArguments, TrainingArguments):
+    """Pretraining's training arguments with the release's fine-tuning defaults, and gradient caching."""
 
     learning_rate: float = field(default=3e-4, metadata={
         "help": "Peak learning rate of AdamW (release fine-tuning: 3e-4)."})
@@ -87,31 +94,9 @@ class FinetuneTrainingArguments(TrainingArguments):
         "help": "With LoRA, also train the input-embedding rows of <s1>..<s16>. Off: the release's fine-tuning "
                 "trains LoRA only and keeps the rows as adaptation left them."})
 
-
-def _forward(model, input_ids, attention_mask, position_ids):
-    from pyserini_llara.encoding import pool_placeholders
-
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    return pool_placeholders(out.last_hidden_state, attention_mask)
-
-
-def embed(model, batch: dict, kind: str, chunk_size: int = 0):
-    """[B, H] LLaRA embeddings of the ``query`` or ``passage`` part of a collated batch, as the encoder computes them.
-
-    With ``chunk_size``, rows are sorted by length and run that many at a time, each chunk cut
-    to its own longest row (rounded up to 8): less padding, the same embeddings, since a
-    left-padded row's embedding does not depend on its batch.
-    """
-    input_ids, mask, positions = (batch[f"{kind}_{name}"] for name in ("input_ids", "attention_mask", "position_ids"))
-    if not chunk_size or chunk_size >= len(input_ids):
-        return _forward(model, input_ids, mask, positions)
-    lengths = mask.sum(dim=1)
-    order = lengths.argsort(descending=True)
-    parts = []
-    for rows in order.split(chunk_size):
-        start = (mask.shape[1] - int(lengths[rows].max())) // 8 * 8
-        parts.append(_forward(model, input_ids[rows, start:], mask[rows, start:], positions[rows, start:]))
-    return torch.cat(parts)[order.argsort()]
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_grad_cache()
 
 
 @dataclass(frozen=True)
@@ -122,11 +107,29 @@ class ContrastiveObjective:
     group_size: int
     cross_device: bool = True
     passage_chunk_size: int = 0
+    grad_cache: GradCache | None = None
 
     def __call__(self, model, batch: dict, accelerator=None) -> dict:
-        return contrastive_loss(embed(model, batch, "query"), embed(model, batch, "passage", self.passage_chunk_size),
-                                temperature=self.temperature, group_size=self.group_size,
+        if self.grad_cache is not None:
+            queries, passages = self.grad_cache.embeddings(model, batch, accelerator)
+        else:
+            queries = embed(model, batch, "query")
+            passages = embed(model, batch, "passage", self.passage_chunk_size)
+        return contrastive_loss(queries, passages, temperature=self.temperature, group_size=self.group_size,
                                 cross_device=self.cross_device)
+
+
+def grad_cache(args: FinetuneArguments, training: FinetuneTrainingArguments) -> GradCache | None:
+    """The gradient-cached step asked for, or None; refused where its replay in the backward pass is untested."""
+    if not training.grad_cache:
+        return None
+    if args.passage_chunk_size:
+        raise ValueError("--grad_cache chunks passages by --gc_p_chunk_size; drop --passage_chunk_size")
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" or \
+            os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        raise ValueError("--grad_cache runs on one process or under DDP (examples/accelerate/multi_gpu.yaml), "
+                         "not under DeepSpeed or FSDP")
+    return GradCache(training.gc_q_chunk_size, training.gc_p_chunk_size)
 
 
 def prepare(args: FinetuneArguments, training: FinetuneTrainingArguments):
@@ -135,17 +138,13 @@ def prepare(args: FinetuneArguments, training: FinetuneTrainingArguments):
     from pyserini_llara.precision import resolve_training_dtype
 
     args = replace(args, dtype=resolve_training_dtype(args.dtype, process_state().device))
-    corpus = None
-    if args.corpus is not None:
-        from pyserini_llara.corpus import read_corpus
-
-        corpus = {doc.docid: doc.text for doc in read_corpus(args.corpus)}
+    corpus = None if args.corpus is None else read_corpus_texts(args.corpus)
     examples = read_examples(args.train_data, require_negatives=args.train_group_size > 1, corpus=corpus)
     model, tokenizer = load_model(args.model_name_or_path, dtype=args.dtype, add_tokens=args.add_tokens)
     dataset = ContrastiveDataset(examples, args.train_group_size, seed=training.seed)
     collator = ContrastiveCollator(tokenizer, args.query_max_len, args.passage_max_len)
     objective = ContrastiveObjective(args.temperature, args.train_group_size, args.negatives_cross_device,
-                                     args.passage_chunk_size)
+                                     args.passage_chunk_size, grad_cache(args, training))
     card = {"title": "LLaRA retriever (contrastive fine-tuning)",
             "summary": "Fine-tuned with InfoNCE over LLaRA embeddings (pyserini-llara adaptation.finetune).",
             "base_model": args.model_name_or_path, "train_data": f"{args.train_data} ({len(examples)} queries)",

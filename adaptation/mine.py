@@ -1,9 +1,10 @@
 """Hard-negative mining: retrieve for the training queries, sample negatives from the top k minus the positives.
 
 Writes the fine-tuning JSONL (``{"query", "pos", "neg"}``, passages as ``{"docid", "text"}``).
-The ranking comes from BM25 (Pyserini's Lucene, as the release's BEIR model used), from a
-LLaRA model (dense, as the release's MS MARCO model used: top 200 of a dense retriever), or
-from any TREC run file you already have. Negatives are drawn per query from its hits
+The ranking comes from BM25 (Pyserini's Lucene: the release's README says BAAI/LLARA-beir's
+negatives come from BM25), from a LLaRA model (dense: BAAI/LLARA-passage's "come from dense
+retriever"; the release names neither retriever, depth nor count), or from any TREC run file
+you already have. Negatives are drawn per query from its hits
 ``skip_top..depth`` with the judged positives removed, seeded by ``seed`` and the query id.
 
 Examples:

@@ -9,7 +9,10 @@ Two changes to causal attention make that single pass equal to two separate ones
 - the predict suffix's position ids restart right after the text (the summarize suffix's ids).
 
 Both go to the stock transformers model as a 4-D float mask and ``position_ids``; no fork of
-the model's forward. The losses follow the authors' release: max-pool the LM-head logits of
+the model's forward. A 4-D mask replaces the model's own, sliding window included, so for a model
+whose layers attend a window (Mistral, Qwen-2 with ``use_sliding_window``, Gemma-2/3) the joint mask
+applies that window too, by position ids: one mask per layer type where the model picks its mask by
+``config.layer_types``. The losses follow the authors' release: max-pool the LM-head logits of
 the 8 placeholders, log-softmax over the vocabulary, minus the mean log-probability of the
 distinct target ids; plus the next-token LM loss on the text.
 """
@@ -55,20 +58,55 @@ def joint_position_ids(attention_mask: torch.Tensor, n_summarize: int, n_predict
 
 
 def joint_attention_mask(attention_mask: torch.Tensor, n_summarize: int, n_predict: int,
-                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                         dtype: torch.dtype = torch.float32, window: int | None = None) -> torch.Tensor:
     """[B, L] left-padded 0/1 mask -> [B, 1, L, L] additive float mask (0 allowed, dtype min blocked).
 
-    Causal over real tokens, with the predict rows blind to the summarize columns. Every
-    position may attend itself, so padding rows are never fully blocked (no NaN in softmax).
+    Causal over real tokens, with the predict rows blind to the summarize columns; with ``window``,
+    a row attends only the tokens less than ``window`` positions back (transformers' sliding window,
+    counted in the position ids each separate pass would have). Every position may attend itself,
+    so padding rows are never fully blocked (no NaN in softmax).
     """
     length = attention_mask.shape[1]
     device = attention_mask.device
     allowed = torch.ones(length, length, dtype=torch.bool, device=device).tril()
     allowed = allowed.unsqueeze(0) & attention_mask.bool().unsqueeze(1)
     allowed[:, length - n_predict:, length - n_predict - n_summarize:length - n_predict] = False
+    if window is not None:
+        positions = joint_position_ids(attention_mask, n_summarize, n_predict)
+        allowed &= positions.unsqueeze(2) - positions.unsqueeze(1) < window
     allowed |= torch.eye(length, dtype=torch.bool, device=device)
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask.unsqueeze(1)
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """A model's sliding-window attention: its size, and whether the model picks a mask per layer type."""
+
+    size: int
+    per_layer_type: bool
+
+
+LAYER_TYPES = ("full_attention", "sliding_attention")
+
+
+def sliding_window(config) -> SlidingWindow | None:
+    """The window the joint mask must apply for a transformers ``config``; None when no layer slides.
+
+    Raises ``ValueError`` for layer types the joint mask cannot express (chunked attention, ...).
+    """
+    size = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        unknown = sorted(set(layer_types) - set(LAYER_TYPES))
+        if unknown:
+            raise ValueError(f"{config.model_type} has {', '.join(unknown)} layers; the joint EBAE/EBAR mask "
+                             f"replaces the model's own and can only express {' and '.join(LAYER_TYPES)}")
+        if "sliding_attention" not in layer_types:
+            return None
+    if size is None or getattr(config, "use_sliding_window", True) is False:
+        return None
+    return SlidingWindow(int(size), per_layer_type=layer_types is not None)
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -131,12 +169,23 @@ class PretrainObjective:
     n_summarize: int
     n_predict: int
     weights: LossWeights = LossWeights()
+    window: SlidingWindow | None = None
+
+    def mask(self, attention_mask: torch.Tensor, dtype: torch.dtype):
+        """The joint mask the model takes: one tensor, or one per layer type for a model with a window on some."""
+        def joint(window=None):
+            return joint_attention_mask(attention_mask, self.n_summarize, self.n_predict, dtype, window)
+
+        if self.window is None:
+            return joint()
+        if not self.window.per_layer_type:
+            return joint(self.window.size)
+        return {"full_attention": joint(), "sliding_attention": joint(self.window.size)}
 
     def forward(self, model, batch: dict):
         """The model output of the joint pass (logits, and hidden states if asked through ``model``)."""
-        mask = joint_attention_mask(batch["attention_mask"], self.n_summarize, self.n_predict, mask_dtype(model))
-        return model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
-                     use_cache=False)
+        return model(input_ids=batch["input_ids"], attention_mask=self.mask(batch["attention_mask"], mask_dtype(model)),
+                     position_ids=batch["position_ids"], use_cache=False)
 
     def __call__(self, model, batch: dict, accelerator=None) -> dict[str, torch.Tensor]:
         return pretrain_losses(self.forward(model, batch).logits, batch, self.n_predict, self.weights)

@@ -32,7 +32,7 @@ from pyserini_llara.modeling import ModelLoadError
 from .data.collators import PaperWindows, PretrainCollator, ReleaseWindows
 from .data.examples import JsonlExamples, is_ready_made
 from .data.sources import expand_sources
-from .objective import LossWeights, PretrainObjective
+from .objective import LossWeights, PretrainObjective, sliding_window
 from .prepare import ChunkArguments, PrepareArguments, prepare
 from .training import NonFiniteLossError, TrainingArguments, process_state, train
 
@@ -49,16 +49,17 @@ class ModelArguments:
     dtype: str = field(default="auto", metadata={
         "help": "Dtype of the trained weights: auto = float32 (master weights: AdamW's small updates vanish in "
                 "bf16; --mixed_precision gives the speed), or float32, bfloat16, float16."})
-    attn_implementation: str = field(default="sdpa", metadata={
-        "help": "sdpa or eager. Flash attention cannot take the EBAR mask (a 4-D float mask)."})
+    attn_implementation: str = field(default="auto", metadata={
+        "help": "auto (sdpa where the model has it, else eager: Gemma-2), sdpa or eager. Flash attention cannot "
+                "take the EBAR mask (a 4-D float mask)."})
     new_token_init: Literal["random", "mean"] = field(default="random", metadata={
         "help": "Rows of <s1>..<s16> added to a base model that lacks them: random (transformers' default init, "
                 "drawn from --seed: the release's resize_token_embeddings) or mean (every row the mean embedding, "
                 "as zero-shot encoding uses)."})
 
     def __post_init__(self):
-        if self.attn_implementation not in ("sdpa", "eager"):
-            raise ValueError(f"attn_implementation must be sdpa or eager, got {self.attn_implementation!r}")
+        if self.attn_implementation not in ("auto", "sdpa", "eager"):
+            raise ValueError(f"attn_implementation must be auto, sdpa or eager, got {self.attn_implementation!r}")
 
 
 @dataclass
@@ -156,7 +157,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, objective_arg
     check_lm_head(model_args.model_name_or_path)
     dtype = resolve_training_dtype(model_args.dtype, process_state().device)
     model, tokenizer = load_model(model_args.model_name_or_path, dtype=dtype, add_tokens=True,
-                                  causal_lm=True, attn_implementation=model_args.attn_implementation,
+                                  causal_lm=True, attn_implementation=None if model_args.attn_implementation == "auto"
+                                  else model_args.attn_implementation,
                                   new_token_init=model_args.new_token_init, seed=training_args.seed)
     if model.get_output_embeddings() is None:
         raise ModelLoadError(f"{model_args.model_name_or_path} loaded without an LM head; EBAE/EBAR needs a causal LM")
@@ -164,7 +166,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, objective_arg
     collator = PretrainCollator(tokenizer, data_args.window_config(), data_args.remove_stopwords)
     prepared = dataset.path.parent == Path(training_args.output_dir) / "data"
     chunking = f", chunks of {data_args.chunk_tokens} tokens" if prepared else ""
-    objective = PretrainObjective(collator.n_summarize, collator.n_predict, objective_args.weights())
+    objective = PretrainObjective(collator.n_summarize, collator.n_predict, objective_args.weights(),
+                                  sliding_window(model.config))
     card = {
         "title": f"LLaRA EBAE/EBAR-adapted {Path(model_args.model_name_or_path).name}",
         "summary": "Unsupervised LLaRA adaptation (arXiv 2312.15503): the embeddings of <s1>..<s8> (passages) and "

@@ -8,13 +8,17 @@ What is compared (same model, same groups, same LoRA r 64, in one run):
 - ``chunks``: ``--passage_chunk_size N``: passages sorted by length and run ``--chunk`` at a
   time, each chunk cut to its own longest row (same embeddings, less padding);
 in ``--mixed-precision`` (default auto: bf16 autocast where the CPU or GPU runs it natively, else
-fp32), and ``chunks`` in fp32 as well when that is another precision. Every
-configuration runs in its own process, so peak memory (max RSS on CPU, max allocated on CUDA)
-is its own. "tok/s" counts real (non-pad) tokens; "pad share" is the share of computed
-positions that are padding.
+fp32), and ``chunks`` in fp32 as well when that is another precision. With ``--grad-cache N,M,..``
+the comparison is instead ``one_pass`` against gradient-cached steps (``--grad_cache``) with
+passage chunks of N, M, .. (and queries chunks of N / group, at least 1): the same gradient, the
+memory of one chunk. Every configuration runs in its own process, so peak memory (max RSS on
+CPU, max allocated on CUDA) is its own; "step GiB" is the peak over the steps less the memory
+before the first (what a step adds: activations, gradients, optimizer state). "tok/s" counts real (non-pad) tokens; "pad
+share" is the share of computed positions that are padding.
 
     python benchmarks/finetune_speed.py                      # SmolLM2-135M + InsuranceQA when installed
     python benchmarks/finetune_speed.py --model tiny --steps 3
+    python benchmarks/finetune_speed.py --model tiny --batch-size 8 --group-size 16 --grad-cache 32,8,2
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ from pyserini_llara.precision import MIXED_PRECISIONS
 PADDINGS = ("max_length", "one_pass", "chunks")
 
 
-def configs(precision: str) -> list[tuple[str, str]]:
-    """Every padding scheme in ``precision``; sorted chunks in fp32 too, to show what the low precision gives."""
+def configs(precision: str, grad_cache: list[int]) -> list[tuple[str, str]]:
+    """Every padding scheme in ``precision``, sorted chunks in fp32 too, to show what the low precision gives; or the
+    default against gradient-cached steps of each passage chunk size."""
+    if grad_cache:
+        return [("one_pass", precision)] + [(f"gc{size}", precision) for size in grad_cache]
     return [(padding, precision) for padding in PADDINGS] + ([("chunks", "no")] if precision != "no" else [])
 
 
@@ -81,7 +88,9 @@ def computed_positions(mask, chunk: int) -> int:
 def run_config(opts, padding: str, precision: str) -> dict:
     import torch
 
+    from _common import peak_rss_mb, reset_peak_rss, rss_mb
     from adaptation.data.collators import ContrastiveCollator
+    from adaptation.embeddings import GradCache
     from adaptation.finetune import ContrastiveObjective, FinetuneTrainingArguments
     from adaptation.training import apply_lora
     from pyserini_llara.template import left_pad
@@ -102,8 +111,10 @@ def run_config(opts, padding: str, precision: str) -> dict:
 
         collator._batch = fixed
     chunk = opts.chunk if padding == "chunks" else 0
+    cached = int(padding[2:]) if padding.startswith("gc") else 0
+    grad_cache = GradCache(max(1, cached // opts.group_size), cached) if cached else None
     objective = ContrastiveObjective(temperature=0.02, group_size=opts.group_size, cross_device=False,
-                                     passage_chunk_size=chunk)
+                                     passage_chunk_size=chunk, grad_cache=grad_cache)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4)
     data = groups(opts.batch_size * (opts.steps + 1), opts.group_size)
     batches = [collator(data[i:i + opts.batch_size]) for i in range(0, len(data), opts.batch_size)]
@@ -122,10 +133,16 @@ def run_config(opts, padding: str, precision: str) -> dict:
         optimizer.zero_grad()
         return loss.item()
 
+    # Memory before any step: the peak over the steps less it is what a step adds (activations, gradients, AdamW).
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**30
+    else:
+        reset_peak_rss()
+        before = rss_mb() / 1024
     step(batches[0])  # warm-up, not timed
     if cuda:
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     losses = [step(b) for b in batches[1:]]
     if cuda:
@@ -134,16 +151,11 @@ def run_config(opts, padding: str, precision: str) -> dict:
     real = sum(int(b["query_attention_mask"].sum() + b["passage_attention_mask"].sum()) for b in batches[1:])
     padded = sum(b["query_input_ids"].numel() + computed_positions(b["passage_attention_mask"], chunk)
                  for b in batches[1:])
-    if cuda:
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else peak_rss_mb() / 1024
     return {"padding": padding, "precision": precision, "s_per_step": round(seconds, 2),
             "steps_per_min": round(60 / seconds, 1), "real_tokens_per_s": round(real / opts.steps / seconds),
             "padding_share": round(1 - real / padded, 3), "peak_gib": round(peak, 2),
-            "first_loss": round(losses[0], 4)}
+            "step_gib": round(peak - before, 3), "first_loss": round(losses[0], 4)}
 
 
 def main():
@@ -155,6 +167,8 @@ def main():
     parser.add_argument("--query-max-len", type=int, default=64)
     parser.add_argument("--passage-max-len", type=int, default=160)
     parser.add_argument("--chunk", type=int, default=8, help="passages per forward pass in the chunks configuration")
+    parser.add_argument("--grad-cache", type=lambda v: [int(x) for x in v.split(",")], default=[],
+                        help="passage chunk sizes of gradient-cached steps to compare with one_pass, e.g. 32,8,2")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISIONS,
                         help="autocast precision; auto = bf16 where the device runs it natively, fp16 on older GPUs, "
@@ -175,9 +189,10 @@ def main():
     print(f"model {opts.model}, batch {opts.batch_size} x group {opts.group_size}, q {opts.query_max_len} / "
           f"p {opts.passage_max_len} tokens, LoRA r 64, chunks of {opts.chunk}, {opts.threads} threads, "
           f"{opts.steps} timed steps")
-    print(f"{'padding':<11}{'precision':<10}{'s/step':>8}{'steps/min':>10}{'tok/s':>8}{'pad share':>10}{'peak GiB':>9}")
+    print(f"{'padding':<11}{'precision':<10}{'s/step':>8}{'steps/min':>10}{'tok/s':>8}{'pad share':>10}{'peak GiB':>9}"
+          f"{'step GiB':>9}")
     rows = []
-    for padding, config_precision in configs(precision):
+    for padding, config_precision in configs(precision, opts.grad_cache):
         argv = sys.argv[1:] + ["--config", f"{padding}:{config_precision}"]
         done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
         if done.returncode != 0:
@@ -185,8 +200,17 @@ def main():
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(f"{padding:<11}{config_precision:<10}{row['s_per_step']:>8}{row['steps_per_min']:>10}"
-              f"{row['real_tokens_per_s']:>8}{row['padding_share']:>10}{row['peak_gib']:>9}", flush=True)
+              f"{row['real_tokens_per_s']:>8}{row['padding_share']:>10}{row['peak_gib']:>9}{row['step_gib']:>9}",
+              flush=True)
     by = {(r["padding"], r["precision"]): r for r in rows}
+    if opts.grad_cache:
+        plain = by["one_pass", precision]
+        for size in opts.grad_cache:
+            row = by[f"gc{size}", precision]
+            print(f"grad cache, passage chunks of {size}: {plain['s_per_step'] / row['s_per_step']:.2f}x the speed "
+                  f"of one_pass, first loss {row['first_loss']} (one_pass {plain['first_loss']})")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        return
     base = by["max_length", precision]["s_per_step"]
     for padding in ("one_pass", "chunks"):
         print(f"{padding} vs max_length ({precision}): {base / by[padding, precision]['s_per_step']:.2f}x the speed")

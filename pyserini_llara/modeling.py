@@ -203,7 +203,7 @@ def load_model(
     device: str = "cpu",
     add_tokens: bool = False,
     causal_lm: bool = False,
-    attn_implementation: str = "sdpa",
+    attn_implementation: str | None = None,
     new_token_init: str = "mean",
     seed: int = 0,
 ):
@@ -211,7 +211,9 @@ def load_model(
 
     ``causal_lm=False`` gives the transformer body (enough to encode); ``True`` keeps the
     LM head for pretraining. ``dtype="auto"`` is the device's fast precision
-    (``precision.resolve_dtype``). A LoRA adapter is merged into the weights. With
+    (``precision.resolve_dtype``). ``attn_implementation=None`` is transformers' choice: sdpa
+    where the model has it, else eager (Gemma-2, whose logit soft-capping sdpa lacks). A LoRA
+    adapter is merged into the weights. With
     ``add_tokens=True`` a model without <s1>..<s16> gets them, their rows initialised by
     ``new_token_init`` (see ``resize_for_tokenizer``): ``mean`` for zero-shot encoding.
     """

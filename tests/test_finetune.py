@@ -6,7 +6,8 @@ import torch
 from safetensors.torch import load_file
 
 from adaptation.data.collators import ContrastiveCollator
-from adaptation.finetune import FinetuneArguments, FinetuneTrainingArguments, embed, finetune, main, parser, prepare
+from adaptation.embeddings import embed
+from adaptation.finetune import FinetuneArguments, FinetuneTrainingArguments, finetune, main, parser, prepare
 from adaptation.training import train
 from pyserini_llara.encoding import LlaraEncoder
 from pyserini_llara.modeling import load_model
@@ -151,3 +152,45 @@ def test_cli_defaults_are_the_release_fine_tuning_ones():
     _, full = parser().parse_args_into_dataclasses(
         args=["--model_name_or_path", "m", "--train_data", "t", "--output_dir", "o", "--use_lora", "False"])
     assert full.use_lora is False
+
+
+def test_grad_cache_flags_train_as_the_plain_step(tiny_llara, train_file, tmp_path, monkeypatch):
+    """Tevatron's flag names, through the training loop and accelerate's backward: the optimizer gets the plain
+    step's gradients, and the runs log the same losses."""
+    flags = ["--model_name_or_path", str(tiny_llara), "--train_data", str(train_file), "--train_group_size", "3",
+             "--query_max_len", "48", "--passage_max_len", "64", "--temperature", "0.05",
+             "--per_device_train_batch_size", "3", "--max_steps", "2", "--logging_steps", "1",
+             "--learning_rate", "1e-3", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0",
+             "--mixed_precision", "no"]
+    seen = []
+    adamw_step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        seen[-1].append([p.grad.clone() for group in self.param_groups for p in group["params"]])
+        return adamw_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    for run, extra in (("plain", []), ("cached", ["--grad_cache", "--gc_q_chunk_size", "1", "--gc_p_chunk_size", "2"])):
+        args, training = parser().parse_args_into_dataclasses(args=[*flags, "--output_dir", str(tmp_path / run),
+                                                                    *extra])
+        assert training.grad_cache is bool(extra)
+        seen.append([])
+        finetune(args, training)
+    plain, cached = seen
+    assert len(plain) == len(cached) == 2
+    for a, b in zip(plain[0], cached[0]):  # the first step, from the same weights
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+              for run in ("plain", "cached")]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+
+
+def test_grad_cache_refuses_what_it_cannot_run(tiny_llara, train_file, tmp_path, monkeypatch):
+    args, training = _args(tiny_llara, train_file, tmp_path / "o", grad_cache=True)
+    with pytest.raises(ValueError, match="drop --passage_chunk_size"):
+        prepare(FinetuneArguments(**{**args.__dict__, "passage_chunk_size": 4}), training)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ValueError, match="not under DeepSpeed or FSDP"):
+        prepare(args, training)
+    with pytest.raises(ValueError, match="gc_p_chunk_size must be >= 1"):
+        FinetuneTrainingArguments(output_dir="o", gc_p_chunk_size=0)

@@ -1,34 +1,63 @@
-"""Fine-tuning data: the training file of query groups, its validation, and the groups as a dataset.
+"""Fine-tuning data: query groups in the layouts people share, their validation, and the groups as a dataset.
 
-A training file holds one JSON object per line (the FlagEmbedding / Tevatron layout)::
+A training source (a JSONL file or a local Hugging Face dataset: ``records``) holds one record per
+query, in one of three layouts, detected per source from its first record:
 
-    {"query": "what is a llama", "pos": [...], "neg": [...]}
+- FlagEmbedding: ``{"query": ..., "pos": [...], "neg": [...]}`` (what ``python -m adaptation.mine`` writes);
+- Tevatron: ``{"query": ..., "positive_passages": [...], "negative_passages": [...]}``;
+- Tevatron docids: ``{"query_text": ..., "positive_document_ids": [...], "negative_document_ids": [...]}``,
+  every passage looked up in the corpus passed alongside.
 
-Each item of ``pos`` / ``neg`` is a passage text (a string), a titled passage
-(``{"title": ..., "text": ...}``, joined as the release does: ``title + " " + text``, ``-`` for
-an empty title), or a corpus reference (``{"docid": ...}``, looked up in the corpus passed
-alongside). ``python -m adaptation.mine`` writes this format; ``collators.ContrastiveCollator``
-makes the batches.
+A passage is a text (a string), a titled passage (``{"title": ..., "text": ...}``, Tevatron's
+``{docid, title, text}`` among them, joined as the release does: ``title + " " + text``, ``-`` for
+an empty title), or a corpus reference (``{"docid": ...}``, or a bare docid in the docids layout).
+``collators.ContrastiveCollator`` makes the batches.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from torch.utils.data import Dataset
 
-from pyserini_llara.corpus import check_encodable, text_lines
+from pyserini_llara.corpus import check_encodable
 from pyserini_llara.template import join_title
 
+from .records import TrainDataError, is_dataset, read_records
 
-class TrainDataError(ValueError):
-    """A training file that cannot be used as it is; the message names the file, line and fix."""
+
+@dataclass(frozen=True)
+class Layout:
+    """The field names of one training-data layout; ``by_docid``: its passages are bare docids."""
+
+    name: str
+    query: str
+    positives: str
+    negatives: str
+    by_docid: bool = False
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.query}, {self.positives}, {self.negatives})"
+
+
+LAYOUTS = (Layout("FlagEmbedding", "query", "pos", "neg"),
+           Layout("Tevatron", "query", "positive_passages", "negative_passages"),
+           Layout("Tevatron docids", "query_text", "positive_document_ids", "negative_document_ids", by_docid=True))
+
+
+def detect_layout(record, where: str) -> Layout:
+    """The layout whose passage fields ``record`` has; an error naming the accepted layouts otherwise."""
+    if isinstance(record, dict):
+        for layout in LAYOUTS:
+            if layout.positives in record or layout.negatives in record:
+                return layout
+    keys = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
+    raise TrainDataError(f"{where}: no known layout (found {keys or 'an empty record'}); training data must be "
+                         f"{'; or '.join(layout.describe() for layout in LAYOUTS)}")
 
 
 @dataclass(frozen=True)
@@ -39,7 +68,7 @@ class TrainExample:
 
 
 def passage_text(item, where: str, corpus: Mapping[str, str] | None = None) -> str:
-    """One ``pos`` / ``neg`` item -> the passage text the model reads."""
+    """One passage item -> the passage text the model reads."""
     if isinstance(item, str):
         return item
     if isinstance(item, dict):
@@ -56,52 +85,63 @@ def passage_text(item, where: str, corpus: Mapping[str, str] | None = None) -> s
     raise TrainDataError(f"{where}: a passage must be a string, {{'title', 'text'}} or {{'docid'}}, got {item!r}")
 
 
-def parse_example(record, where: str, *, require_negatives: bool = True,
+def parse_example(record, where: str, *, layout: Layout = LAYOUTS[0], require_negatives: bool = True,
                   corpus: Mapping[str, str] | None = None) -> TrainExample:
     if not isinstance(record, dict):
         raise TrainDataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    query = record.get("query")
+    query = record.get(layout.query)
     if not isinstance(query, str) or not query.strip():
-        raise TrainDataError(f"{where}: missing or empty `query` string")
+        raise TrainDataError(f"{where}: missing or empty `{layout.query}` string")
     lists = {}
-    for field in ("pos", "neg"):
-        items = record.get(field, [])
+    for kind, field in (("pos", layout.positives), ("neg", layout.negatives)):
+        items = record.get(field) or []
         if not isinstance(items, list):
             raise TrainDataError(f"{where}: `{field}` must be a list, got {type(items).__name__}")
-        lists[field] = tuple(passage_text(item, f"{where}, {field}[{i}]", corpus) for i, item in enumerate(items))
+        if layout.by_docid:
+            items = [{"docid": item} if isinstance(item, (str, int)) else item for item in items]
+        lists[kind] = tuple(passage_text(item, f"{where}, {field}[{i}]", corpus) for i, item in enumerate(items))
     if not lists["pos"]:
-        raise TrainDataError(f"{where}: query {query!r} has no positive passage (`pos` is missing or empty); "
-                             "drop the line or add its relevant passage")
+        raise TrainDataError(f"{where}: query {query!r} has no positive passage (`{layout.positives}` is missing or "
+                             "empty); drop the record or add its relevant passage")
     if require_negatives and not lists["neg"]:
-        raise TrainDataError(f"{where}: query {query!r} has no negative passage (`neg` is missing or empty); "
-                             "mine some with `python -m adaptation.mine`, or train with group size 1 "
+        raise TrainDataError(f"{where}: query {query!r} has no negative passage (`{layout.negatives}` is missing or "
+                             "empty); mine some with `python -m adaptation.mine`, or train with group size 1 "
                              "(in-batch negatives only)")
     check_encodable(query, "the query", where, TrainDataError)
-    for field, texts in lists.items():
+    for kind, texts in lists.items():
         for i, text in enumerate(texts):
-            check_encodable(text, f"passage {field}[{i}]", where, TrainDataError)
+            check_encodable(text, f"passage {kind}[{i}]", where, TrainDataError)
     return TrainExample(query, lists["pos"], lists["neg"])
 
 
 def read_examples(path: str | os.PathLike, *, require_negatives: bool = True,
                   corpus: Mapping[str, str] | None = None) -> list[TrainExample]:
-    """Read and check a whole training file: a bad line fails before any training starts."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainDataError(f"training file {path} does not exist")
+    """Read and check a whole training source (JSONL or a local Hugging Face dataset): a bad record fails before
+    any training starts."""
     examples = []
-    for number, line in text_lines(path, TrainDataError):
-        if not line.strip():
-            continue
-        where = f"{path}, line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise TrainDataError(f"{where}: malformed JSON ({error.msg} at column {error.colno})") from None
-        examples.append(parse_example(record, where, require_negatives=require_negatives, corpus=corpus))
+    layout = None
+    for where, record in read_records(path):
+        layout = layout or detect_layout(record, where)
+        examples.append(parse_example(record, where, layout=layout, require_negatives=require_negatives,
+                                      corpus=corpus))
     if not examples:
-        raise TrainDataError(f"training file {path} holds no examples")
+        raise TrainDataError(f"training data {path} holds no examples")
     return examples
+
+
+def read_corpus_texts(source: str) -> dict[str, str]:
+    """docid -> passage text of a ``--corpus``: a local Hugging Face dataset of ``{docid, title, text}`` (Tevatron's
+    corpora), or what ``pyserini_llara.corpus.read_corpus`` reads (Pyserini JSONL, ir-datasets ids)."""
+    if not is_dataset(source):
+        from pyserini_llara.corpus import read_corpus
+
+        return {doc.docid: doc.text for doc in read_corpus(source)}
+    texts = {}
+    for where, record in read_records(source):
+        if not isinstance(record, dict) or "docid" not in record or not isinstance(record.get("text"), str):
+            raise TrainDataError(f"{where}: a corpus record needs `docid` and `text` (and may have `title`)")
+        texts[str(record["docid"])] = passage_text(record, where)
+    return texts
 
 
 def sample_group(example: TrainExample, group_size: int, rng: random.Random) -> list[str]:

@@ -80,3 +80,20 @@ class TrainingArguments:
             raise ValueError("set max_steps > 0 or num_train_epochs > 0")
         if self.save_adapter_only and not self.use_lora:
             raise ValueError("save_adapter_only needs use_lora")
+
+
+@dataclass
+class GradCacheArguments:
+    """Gradient caching of the contrastive step, under Tevatron's flag names (fine-tuning only)."""
+
+    grad_cache: bool = _help("Gradient-cached step (GradCache): embeddings of the whole batch first, without a graph, "
+                             "then each chunk again with one; the gradient of the un-chunked step in the memory of "
+                             "one chunk, for about a third more compute. With it, --per_device_train_batch_size "
+                             "sets the in-batch negatives and the chunk sizes the memory.", default=False)
+    gc_q_chunk_size: int = _help("Queries per chunk of a gradient-cached step.", default=4)
+    gc_p_chunk_size: int = _help("Passages per chunk of a gradient-cached step.", default=32)
+
+    def check_grad_cache(self):
+        if self.gc_q_chunk_size < 1 or self.gc_p_chunk_size < 1:
+            raise ValueError(f"--gc_q_chunk_size and --gc_p_chunk_size must be >= 1, got {self.gc_q_chunk_size} "
+                             f"and {self.gc_p_chunk_size}")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Hard negatives as the release: 15 per query sampled from the top 200 of an existing dense retriever
-# (here Pyserini's prebuilt BGE-base index), never a judged positive.
+# Hard negatives from a dense retriever, as the release's README says of BAAI/LLARA-passage ("the hard negatives
+# come from dense retriever"; BAAI/LLARA-beir's come from BM25). The release names neither the retriever, nor the
+# depth, nor the count: its toy data has 30 negatives per query, of which each group of 16 samples 15. Here: 15 per
+# query (what a group of 16 uses) from the top 200 of Pyserini's prebuilt BGE-base index, never a judged positive.
 # BM25 instead (the release's BEIR model): drop the search and pass `--retriever bm25 --index msmarco-v1-passage`.
 source "$(dirname "$0")/env.sh"
 TRAIN=msmarco-passage/train/judged

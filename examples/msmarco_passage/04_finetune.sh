@@ -21,5 +21,5 @@ accelerate launch --config_file examples/accelerate/multi_gpu.yaml --num_process
   --train_group_size 16 --query_max_len 64 --passage_max_len 160 --temperature 0.01 \
   --learning_rate 3e-4 --num_train_epochs 1 --warmup_ratio 0.1 --lr_scheduler_type log_warmup_linear_decay \
   --per_device_train_batch_size 1 \
-  --mixed_precision bf16 --gradient_checkpointing \
+  --mixed_precision bf16 --gradient_checkpointing --max_grad_norm "$NUM_GPUS" \
   --save_steps 500 --logging_steps 10
