@@ -2,7 +2,7 @@
 
 "The output exists" is not "the step finished": a killed step leaves a partial file, and an
 edited input leaves an output that no longer follows from it. So a step that completes writes
-``OUTPUT.done.json`` after its outputs: the size and SHA-256 of every file it vouches for and
+``OUTPUT.done.json`` after its outputs: the ``proof`` (size and SHA-256) of every file it vouches for and
 the inputs it was made from, resolved (content fingerprints of the files it read, the precision
 ``auto`` became, the model's fingerprint). Before reuse, the record is read, every file hashed
 again and the inputs compared; anything else is made again, and only the files a record lists

@@ -1,10 +1,12 @@
 """Runs Pyserini's own dense doors with a non-LLaRA model, in one process, as ``python -m`` runs them.
 
 ``python tests/pyserini_own_runs.py MODEL WORK OUT``: MODEL is a BERT directory (``tiny.build_tiny_bert``),
-WORK holds ``corpus/docs.jsonl`` and ``topics.tsv``; every output lands in OUT. test_do_no_harm runs this
-with the plugin's doors open and closed and compares OUT byte for byte.
+WORK holds ``corpus/docs.jsonl`` and ``topics.tsv``; every output lands in OUT, and what the process saw of
+the plugin in ``WORK/OUT.doors.json``. test_do_no_harm runs this with the plugin's doors open and closed and
+compares OUT byte for byte.
 """
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -17,6 +19,16 @@ def run_module(name: str, *argv) -> None:
     except SystemExit as done:
         if done.code:
             raise
+
+
+def doors() -> dict:
+    """What the plugin did to Pyserini in this process: its keys first in the class maps, its wrappers."""
+    import pyserini.encode as encode
+    from pyserini.search.faiss import FaissSearcher
+
+    return {"first keys": [next(iter(encode.query_encoder_class_map)), next(iter(encode.document_encoder_class_map))],
+            "wrapped": [hasattr(FaissSearcher.__init__, "__wrapped__"), hasattr(encode.QueryEncoder.__init__,
+                                                                                "__wrapped__")]}
 
 
 def main(model: Path, work: Path, out: Path) -> None:
@@ -49,6 +61,7 @@ def main(model: Path, work: Path, out: Path) -> None:
     hits = [(qid, hit.docid, f"{hit.score:.6f}") for qid, text in
             (line.split("\t") for line in topics.read_text().splitlines()) for hit in searcher.search(text, k=5)]
     (out / "run.python").write_text("".join(" ".join(hit) + "\n" for hit in hits))
+    (work / f"{out.name}.doors.json").write_text(json.dumps(doors()))
 
 
 if __name__ == "__main__":
