@@ -5,10 +5,12 @@ closed (``PYSERINI_LLARA_PLUGIN=off``), through every dense door: ``pyserini.enc
 and the ``FaissSearcher`` Python API."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -51,3 +53,19 @@ def test_pyserini_own_models_run_byte_identically_with_the_doors_open_and_closed
     seen = {doors: json.loads((tmp_path / f"{doors}.doors.json").read_text()) for doors in ("on", "off")}
     assert seen["on"] == {"first keys": ["llara", "llara"], "wrapped": [True, True]}
     assert "llara" not in seen["off"]["first keys"] and seen["off"]["wrapped"] == [False, False]
+
+
+def test_a_target_of_another_shape_is_left_as_pyserini_made_it(caplog):
+    """A Pyserini release whose function lacks a parameter a patch reads, or lacks the function: no patch, one
+    debug line each, and no error."""
+    from pyserini_llara.plugin import patches
+
+    def init_encoder(name, where):
+        return "Pyserini's own"
+
+    module, empty = SimpleNamespace(init_encoder=init_encoder), SimpleNamespace()
+    with caplog.at_level(logging.DEBUG, logger=patches.__name__):
+        patches.after_import("pyserini.encode.query", module)
+        patches.after_import("pyserini.search.faiss.__main__", empty)
+    assert module.init_encoder is init_encoder and vars(empty) == {}
+    assert [(r.levelname, "leaves" in r.getMessage()) for r in caplog.records] == [("DEBUG", True)] * 2
