@@ -69,3 +69,10 @@ def test_a_target_of_another_shape_is_left_as_pyserini_made_it(caplog):
         patches.after_import("pyserini.search.faiss.__main__", empty)
     assert module.init_encoder is init_encoder and vars(empty) == {}
     assert [(r.levelname, "leaves" in r.getMessage()) for r in caplog.records] == [("DEBUG", True)] * 2
+
+
+def test_a_call_that_does_not_fit_is_refused_by_pyserini_in_its_own_words():
+    from pyserini.search.faiss import FaissSearcher
+
+    with pytest.raises(TypeError, match="required positional arguments: 'index_dir' and 'query_encoder'"):
+        FaissSearcher()

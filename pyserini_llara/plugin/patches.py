@@ -41,7 +41,7 @@ from ..detect import chooses_llara
 from ..names import KEY, names_llara
 from ..precision import INDEX_PRECISION
 from ..records import EncodedQueriesMeta, IndexMeta
-from .pyserini_api import OtherShape, encoded_queries_dir, remember_encoded_queries_dir, require
+from .pyserini_api import OtherShape, arguments, encoded_queries_dir, remember_encoded_queries_dir, require
 
 logger = logging.getLogger(__name__)
 # The FaissSearchers that search with or in LLaRA: only their errors are rewritten.
@@ -107,7 +107,7 @@ def _patch_encode(module) -> None:
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
-        directory = signature.bind_partial(self, *args, **kwargs).arguments.get(directory_parameter)
+        directory = (arguments(signature, self, *args, **kwargs) or {}).get(directory_parameter)
         if directory and os.path.isdir(directory):
             from .checks import check_encoded_queries
 
@@ -145,10 +145,11 @@ def _patch_faiss_searcher(module) -> None:
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
-        bound = signature.bind(self, *args, **kwargs)
-        index_dir, query_encoder = bound.arguments["index_dir"], bound.arguments["query_encoder"]
-        if not _involves_llara(index_dir, query_encoder):
+        called = arguments(signature, self, *args, **kwargs)
+        if called is None or not _involves_llara(called["index_dir"], called["query_encoder"]):
             return init(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        index_dir, query_encoder = called["index_dir"], called["query_encoder"]
         if isinstance(query_encoder, str):
             bound.arguments["query_encoder"] = query_encoder = self._init_encoder_from_str(query_encoder)
         check_encoder(index_dir, query_encoder)
@@ -185,10 +186,10 @@ def _patch_search_main(module) -> None:
 
     @functools.wraps(init_query_encoder)
     def wrapper(*args, **kwargs):
-        arguments = signature.bind(*args, **kwargs).arguments
-        with pyserini_choice(arguments.get("encoder"), arguments.get("encoder_class")):
+        called = arguments(signature, *args, **kwargs) or {}
+        with pyserini_choice(called.get("encoder"), called.get("encoder_class")):
             encoder = init_query_encoder(*args, **kwargs)
-        if isinstance(encoder, LlaraQueryEncoder) and "fp16" not in arguments:
+        if isinstance(encoder, LlaraQueryEncoder) and "fp16" not in called:
             encoder.dtype = INDEX_PRECISION
         return encoder
 
@@ -202,9 +203,9 @@ def _patch_encode_query(module) -> None:
 
     @functools.wraps(init_encoder)
     def wrapper(*args, **kwargs):
-        arguments = signature.bind(*args, **kwargs).arguments
-        if chooses_llara(arguments["encoder"]) and not arguments.get("bpr"):
-            return query_encoder_factory(encoder_dir=arguments["encoder"], device=arguments["device"])
+        called = arguments(signature, *args, **kwargs)
+        if called is not None and chooses_llara(called["encoder"]) and not called.get("bpr"):
+            return query_encoder_factory(encoder_dir=called["encoder"], device=called["device"])
         return init_encoder(*args, **kwargs)
 
     module.init_encoder = wrapper

@@ -4,7 +4,8 @@
   2.x renamed them ``has_encoded_queries`` / ``embeddings`` and ``encoded_queries_dir``. Neither
   keeps the directory, which holds the record of who encoded the queries: ``patches`` remembers it
   here, beside the encoder rather than on it.
-- A patch target that is missing or has another shape (``require``) makes the patch step aside.
+- A patch target that is missing or has another shape (``require``) makes the patch step aside; a call
+  that does not fit the target's signature (``arguments``) goes to Pyserini untouched.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ def require(owner, attribute: str, parameters: tuple[str, ...] = ()):
         if missing:
             raise OtherShape(f"{getattr(owner, '__name__', owner)}.{attribute} takes no {', '.join(missing)}")
     return target
+
+
+def arguments(signature: inspect.Signature, *args, **kwargs) -> dict | None:
+    """A call's arguments by Pyserini's parameter names; None for a call that does not fit, which the wrapper
+    then hands on as it is, for Pyserini to refuse in its own words."""
+    try:
+        return signature.bind(*args, **kwargs).arguments
+    except TypeError:
+        return None
 
 
 def has_encoded_queries(encoder) -> bool:
