@@ -134,6 +134,24 @@ def _involves_llara(index_dir, query_encoder) -> bool:
             or EncodedQueriesMeta.find(encoded_queries_dir(query_encoder)) is not None)
 
 
+def _documents(searcher) -> None:
+    """``searcher.doc(docid)`` reads the Lucene index of raw documents the index records (``index.raw``),
+    once it is checked to hold this index's documents; without one it returns None, on 1.6 as on 2.x."""
+    from ..index.config import IndexBuildError
+    from ..index.raw import open_raw_index
+
+    meta = recorded_meta(searcher.index_dir)
+    if getattr(searcher, "ssearcher", None) is not None:
+        return
+    searcher.ssearcher = None
+    if meta is None or meta.raw_index is None:
+        return
+    try:
+        searcher.ssearcher = open_raw_index(meta.raw_index, meta.corpus_count, searcher.docids)
+    except IndexBuildError as error:
+        logger.warning("%s; searcher.doc(docid) returns None", error)
+
+
 def _patch_faiss_searcher(module) -> None:
     from .checks import check_dimension, check_encoder, prf_vectors_error
 
@@ -164,6 +182,7 @@ def _patch_faiss_searcher(module) -> None:
         self.index_dir = str(index_dir)
         llara_searchers.add(self)
         check_dimension(self)
+        _documents(self)
 
     @functools.wraps(from_prebuilt)
     def from_prebuilt_index(cls, *args, **kwargs):
