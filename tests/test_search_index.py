@@ -107,6 +107,8 @@ def test_faiss_searcher_over_shards_equals_the_merged_index(built, tiny_llara, t
         got, want = (s.batch_search(queries, list(TOPICS), k=k) for s in (parts, whole))
         assert {q: [(h.docid, h.score) for h in got[q]] for q in TOPICS} == \
                {q: [(h.docid, h.score) for h in want[q]] for q in TOPICS}
+    with pytest.raises(ValueError, match="shards .* cannot return their stored vectors, which dense PRF"):
+        parts.search(queries[0], k=3, return_vector=True)
     with pytest.raises(SearchIndexError, match=r"need each of shards 0..2 exactly once, got shard ids \[0, 2\]"):
         FaissSearcher(f"{shards[0]},{shards[2]}", whole.query_encoder)
     (tmp_path / "meta.json").write_text("{}")

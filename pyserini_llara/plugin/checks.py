@@ -158,6 +158,11 @@ def prf_vectors_error(searcher, error: RuntimeError) -> SearchSetupError | None:
     import faiss
 
     kind = type(faiss.downcast_index(searcher.index)).__name__
+    if isinstance(searcher.index, faiss.IndexShards):
+        return SearchSetupError(
+            f"the shards {searcher.index_dir} are searched in turn and cannot return their stored vectors, which "
+            "dense PRF (--prf-method avg/rocchio) needs: search them without --prf-depth, or merge them "
+            "(pyserini-llara-index merge) and search the merged index")
     return SearchSetupError(
         f"index {getattr(searcher, 'index_dir', '')} ({kind}) cannot return its stored vectors, which dense PRF "
         "(--prf-method avg/rocchio) needs: search it without --prf-depth, or rebuild it as Flat, HNSW, IVF, "
