@@ -114,3 +114,29 @@ def test_faiss_searcher_over_shards_equals_the_merged_index(built, tiny_llara, t
     (tmp_path / "meta.json").write_text("{}")
     with pytest.raises(SearchIndexError, match="lacks .*not written by pyserini-llara"):
         FaissSearcher(f"{shards[0]},{tmp_path}", whole.query_encoder)
+
+
+@pytest.mark.slow
+def test_hybrid_takes_nprobe_and_shards_on_its_dense_side(built, tiny_llara):
+    from pyserini_llara.index.raw import attach_raw_index
+
+    root, shards, merged, ivf = built
+    lucene = attach_raw_index(merged, root / "lucene")  # Pyserini's own indexer over the same corpus
+    topics = root / "topics.tsv"
+
+    def hybrid(name, index, *flags):
+        return ["pyserini.search.hybrid", "dense", "--index", index, "--encoder", f"llara:{tiny_llara}", *flags,
+                "sparse", "--index", lucene, "fusion", "--alpha", "0", "run", "--topics", topics,
+                "--output", root / f"hybrid.{name}.trec", "--hits", "10"]
+
+    commands = {"flat": hybrid("flat", merged), "shards": hybrid("shards", ",".join(map(str, shards))),
+                "ivf1": hybrid("ivf1", ivf, "--nprobe", "1"), "ivf4": hybrid("ivf4", ivf, "--nprobe", str(NLIST)),
+                "flat-nprobe": hybrid("flat-nprobe", merged, "--nprobe", "2")}
+    results = dict(zip(commands, run_all(root, commands.values())))
+    for name in ("flat", "shards", "ivf1", "ivf4"):
+        assert results[name][0] == 0, f"{name}: {results[name][1][-3000:]}"
+    runs = {name: (root / f"hybrid.{name}.trec").read_text() for name in ("flat", "shards", "ivf1", "ivf4")}
+    assert runs["shards"] == runs["flat"]
+    assert ranking(runs["ivf4"]) == ranking(runs["flat"]) != ranking(runs["ivf1"])
+    code, stderr = results["flat-nprobe"]
+    assert code == 1 and "nprobe applies to IVF indexes only" in stderr
