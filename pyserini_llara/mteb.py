@@ -7,11 +7,17 @@ runs the 15 retrieval tasks of MTEB(eng, v1) (or ``--tasks``) and prints each ta
 sorted by length into batches and an embedding does not depend on its batch, so MTEB's own
 batching changes nothing. A passage is ``title text`` with ``-`` for a missing title, as the
 release joins MS MARCO passages. Needs the ``mteb`` extra (``pip install pyserini-llara[mteb]``).
+
+The results carry a full ``ModelMeta``, as mteb's registered models do (``model_meta``): the revision is
+the model's fingerprint (its weights and tokenizer, however the model is spelt), and the training
+datasets are named where known, so that MTEB does not count a fine-tuning set as zero-shot.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -26,11 +32,48 @@ except ImportError as error:
 
 from .encoder_config import EncoderConfig
 from .encoding import LlaraEncoder
+from .fingerprint import local_model_dir, model_fingerprint
 from .names import DEFAULT_MODEL
 from .precision import PRECISIONS
 from .template import DEFAULT_MAX_TEXT_TOKENS, join_title
 
 BENCHMARK = "MTEB(eng, v1)"
+# MTEB's names of the data a released checkpoint was fine-tuned on (its model card and the paper: MS MARCO
+# passage with hard negatives); other checkpoints are left unknown (None) rather than guessed.
+RELEASED_TRAINING_DATASETS = {"BAAI/LLARA-passage": {"MSMARCO"}}
+# The line of the card ``adaptation.export`` writes beside a trained model that names the model it started from.
+BASE_MODEL_LINE = re.compile(r"^- \*\*base model\*\*: (\S+)\s*$", re.MULTILINE)
+
+
+def _trained_from(model: str) -> str | None:
+    """The model a local checkpoint was fine-tuned from, as the card ``adaptation.finetune`` writes names it."""
+    directory = local_model_dir(model)
+    card = directory / "README.md" if directory is not None and directory.is_dir() else None
+    if card is None or not card.is_file():
+        return None
+    found = BASE_MODEL_LINE.search(card.read_text(encoding="utf-8", errors="replace"))
+    return found.group(1) if found else None
+
+
+def model_meta(config: EncoderConfig, encoder: LlaraEncoder) -> ModelMeta:
+    """What mteb records of the model beside its results; training datasets only where they are known."""
+    model = encoder.model
+    parameters = list(model.parameters())
+    return ModelMeta.create_empty({
+        "name": config.model + (f"+{config.lora}" if config.lora else ""),
+        "revision": model_fingerprint(config.model, config.lora),
+        "n_parameters": sum(p.numel() for p in parameters),
+        "n_embedding_parameters": model.get_input_embeddings().weight.numel(),
+        "memory_usage_mb": round(sum(p.numel() * p.element_size() for p in parameters) / 2**20),
+        "max_tokens": getattr(model.config, "max_position_embeddings", None),
+        "embed_dim": encoder.dimension,
+        "similarity_fn_name": ScoringFunction.DOT_PRODUCT,
+        "framework": ["PyTorch"],
+        "training_datasets": None if config.lora else RELEASED_TRAINING_DATASETS.get(config.model),
+        "adapted_from": _trained_from(config.model),
+        "reference": None if os.path.exists(config.model) else f"https://huggingface.co/{config.model}",
+        "model_type": ["dense"],
+    })
 
 
 class LlaraMtebEncoder(AbsEncoder):
@@ -42,10 +85,7 @@ class LlaraMtebEncoder(AbsEncoder):
         config = EncoderConfig(encoder=model, lora=lora, device=device or "cpu", dtype=dtype, batch_size=batch_size,
                                max_length=max_length)
         self.encoder = encoder or config.load()
-        self.mteb_model_meta = ModelMeta.create_empty({
-            "name": config.model + (f"+{lora}" if lora else ""), "revision": revision or "local",
-            "similarity_fn_name": ScoringFunction.DOT_PRODUCT, "embed_dim": self.encoder.dimension,
-            "framework": ["PyTorch"]})
+        self.mteb_model_meta = model_meta(config, self.encoder)
 
     def encode(self, inputs, *, task_metadata, hf_split: str, hf_subset: str, prompt_type: PromptType | None = None,
                **kwargs) -> np.ndarray:

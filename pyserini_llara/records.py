@@ -96,6 +96,7 @@ class IndexMeta(JsonRecord):
     model_fingerprint: str | None = None  # modeling.model_fingerprint: the model whatever its spelling
     corpus_fingerprint: str | None = None  # of the whole corpus's ids and texts, chunk by chunk
     files: dict | None = None  # proof.prove of index and docid: what a complete record vouches for
+    raw_index: str | None = None  # index.raw: the Lucene index storing the corpus's raw documents
 
     @property
     def count(self) -> int:

@@ -53,3 +53,33 @@ def test_the_default_tasks_are_the_15_retrieval_tasks_of_mteb_english_v1():
     assert names == {"ArguAna", "ClimateFEVER", "CQADupstackRetrieval", "DBPedia", "FEVER", "FiQA2018", "HotpotQA",
                      "MSMARCO", "NFCorpus", "NQ", "QuoraRetrieval", "SCIDOCS", "SciFact", "Touche2020", "TRECCOVID"}
     assert all(task.metadata.main_score == "ndcg_at_10" for task in retrieval_tasks())
+
+
+def test_the_model_meta_is_filled_from_the_model(encoder, tiny_llara):
+    from pyserini_llara.fingerprint import model_fingerprint
+
+    meta = LlaraMtebEncoder(str(tiny_llara), encoder=encoder).mteb_model_meta
+    assert (meta.name, meta.revision) == (str(tiny_llara), model_fingerprint(str(tiny_llara)))
+    assert meta.n_parameters == sum(p.numel() for p in encoder.model.parameters()) > 0
+    assert meta.embed_dim == encoder.model.config.hidden_size
+    assert meta.max_tokens == encoder.model.config.max_position_embeddings
+    assert meta.similarity_fn_name == "dot"
+    assert meta.training_datasets is None and meta.adapted_from is None and meta.reference is None
+
+
+def test_training_datasets_and_base_model_where_known(encoder, tiny_llara, tmp_path):
+    import shutil
+
+    import mteb
+
+    from adaptation.export import model_card
+
+    released = LlaraMtebEncoder("BAAI/LLARA-passage", encoder=encoder).mteb_model_meta
+    assert released.training_datasets == {"MSMARCO"}
+    assert all(mteb.get_task(name).metadata.name == name for name in released.training_datasets)
+    assert released.reference == "https://huggingface.co/BAAI/LLARA-passage"
+    assert released.is_zero_shot_on([mteb.get_task("MSMARCO")]) is False
+    trained = shutil.copytree(tiny_llara, tmp_path / "trained")
+    (trained / "README.md").write_text(model_card({"base_model": "BAAI/LLARA-passage", "train_data": "x.jsonl"}))
+    meta = LlaraMtebEncoder(str(trained), encoder=encoder).mteb_model_meta
+    assert meta.adapted_from == "BAAI/LLARA-passage" and meta.training_datasets is None

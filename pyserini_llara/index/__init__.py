@@ -20,7 +20,8 @@ vectors; the index type of the final index is chosen when merging. Under ``torch
 ``accelerate launch`` every process builds the shard of its rank and rank 0 merges them.
 
 Modules: ``config`` (the settings), ``output`` (an index directory), ``chunks`` (the build in
-progress), ``faiss_index`` (index types, writing), ``build``, ``merge``, ``distributed``, ``cli``.
+progress), ``faiss_index`` (index types, writing), ``build``, ``merge``, ``distributed``, ``raw`` (the text of
+hits), ``cli``.
 """
 
 from ..records import IndexMeta

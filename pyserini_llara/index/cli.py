@@ -1,4 +1,5 @@
-"""``python -m pyserini_llara.index`` (``pyserini-llara-index``): build an index, or ``merge`` shards."""
+"""``python -m pyserini_llara.index`` (``pyserini-llara-index``): build an index, ``merge`` shards, or attach
+the ``raw`` documents' Lucene index."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from .build import build_index
 from .config import IndexBuildError, IndexConfig
 from .distributed import build_index_distributed, launched_ranks
 from .merge import merge_shards
+from .raw import attach_raw_index
 
+RAW_INDEX_HELP = ("Lucene index storing the corpus's raw documents, for the text of hits "
+                  "(FaissSearcher.doc(docid).raw()): built with pyserini.index.lucene --storeRaw where it does "
+                  "not exist, checked, recorded in meta.json")
 INDEX_TYPE_HELP = ("faiss factory string, always with inner product: Flat (exact, default), HNSW32 (graph), "
                    "IVF4096,Flat / IVF4096,PQ64 / PQ64 (trained on the encoded vectors), SQfp16, SQ8; "
                    "benchmarks/README.md compares their size, build time, queries/s and recall@100 for 4096-d vectors")
@@ -45,6 +50,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="documents encoded between saves; an interrupted build loses at most one chunk")
     parser.add_argument("--shard-id", type=int, default=0, help="which shard to encode, 0-based (default 0)")
     parser.add_argument("--shard-num", type=int, default=1, help="number of shards (default 1)")
+    parser.add_argument("--raw-index", help=RAW_INDEX_HELP)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue an interrupted build in --output: saved chunks of unchanged documents are "
@@ -71,20 +77,36 @@ def _merge_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raw_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pyserini_llara.index raw",
+        description="Give a complete index the Lucene index of its corpus's raw documents (the text of its hits).")
+    parser.add_argument("--index", required=True, help="complete index directory")
+    parser.add_argument("--raw-index", required=True, help=RAW_INDEX_HELP)
+    add_debug_flag(parser)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
-    merging = argv[:1] == ["merge"]
-    args = vars(_merge_parser().parse_args(argv[1:]) if merging else _build_parser().parse_args(argv))
+    command = argv[0] if argv[:1] in (["merge"], ["raw"]) else None
+    parser = {"merge": _merge_parser, "raw": _raw_parser, None: _build_parser}[command]()
+    args = vars(parser.parse_args(argv[1:] if command else argv))
     debug = args.pop("debug")
     try:
-        if merging:
+        if command == "merge":
             merge_shards(**args)
             return 0
-        corpus, output = args.pop("corpus"), args.pop("output")
+        if command == "raw":
+            attach_raw_index(args["index"], args["raw_index"])
+            return 0
+        corpus, output, raw_index = args.pop("corpus"), args.pop("output"), args.pop("raw_index")
         resume, overwrite = args.pop("resume"), args.pop("overwrite")
         build = build_index_distributed if launched_ranks()[1] > 1 else build_index
         build(corpus, output, IndexConfig(**args), resume=resume, overwrite=overwrite)
+        if raw_index and launched_ranks()[0] == 0:
+            attach_raw_index(output, raw_index)
     except (IndexBuildError, ValueError, OSError) as error:
         return report(error, debug)
     except KeyboardInterrupt:

@@ -52,20 +52,11 @@ def _check_shard(directory: Path, meta: IndexMeta) -> None:
                               f"{meta.dimension}; build it again with --overwrite")
 
 
-def merge_shards(shards: Sequence[str | os.PathLike], output: str | os.PathLike, *, index_type: str | None = None,
-                 nprobe: int | None = None, overwrite: bool = False, resume: bool = False) -> Path:
-    """Concatenate complete shard indexes in shard order into one index of ``index_type`` (default: theirs).
-
-    Only shards of one corpus version, encoded by one model with the same settings, merge.
-    ``resume`` finishes an interrupted merge (merging costs no encoding, so it starts over)
-    and leaves an identical complete one as it is.
-    """
-    import faiss
-
-    if resume and overwrite:
-        raise ValueError("choose resume or overwrite, not both")
+def complete_shards(shards: Sequence[str | os.PathLike]) -> list[tuple[IndexMeta, Path]]:
+    """The records and directories of all the shards of one build, in shard order, each checked by content:
+    what a merge, or a search over the shards, may read as one index."""
     if not shards:
-        raise IndexBuildError("no shards to merge")
+        raise IndexBuildError("no shards given")
     metas = sorted(((IndexMeta.load(Path(s)), Path(s)) for s in shards), key=lambda item: item[0].shard_id)
     first, first_dir = metas[0]
     for meta, directory in metas:
@@ -79,6 +70,23 @@ def merge_shards(shards: Sequence[str | os.PathLike], output: str | os.PathLike,
     found = [meta.shard_id for meta, _ in metas]
     if found != list(range(first.shard_num)):
         raise IndexBuildError(f"need each of shards 0..{first.shard_num - 1} exactly once, got shard ids {found}")
+    return metas
+
+
+def merge_shards(shards: Sequence[str | os.PathLike], output: str | os.PathLike, *, index_type: str | None = None,
+                 nprobe: int | None = None, overwrite: bool = False, resume: bool = False) -> Path:
+    """Concatenate complete shard indexes in shard order into one index of ``index_type`` (default: theirs).
+
+    Only shards of one corpus version, encoded by one model with the same settings, merge.
+    ``resume`` finishes an interrupted merge (merging costs no encoding, so it starts over)
+    and leaves an identical complete one as it is.
+    """
+    import faiss
+
+    if resume and overwrite:
+        raise ValueError("choose resume or overwrite, not both")
+    metas = complete_shards(shards)
+    first = metas[0][0]
     merged = dataclasses.replace(first, index_type=index_type or first.index_type,
                                  nprobe=nprobe if index_type else first.nprobe,
                                  shard_id=0, shard_num=1, start=0, end=first.corpus_count, complete=False)

@@ -58,7 +58,8 @@ class Found:
     def finished(self) -> bool:
         """A complete index, and no other build under way (a leftover of its own build may remain)."""
         return self.complete is not None and (
-            self.building is None or self.building == dataclasses.replace(self.complete, complete=False, files=None))
+            self.building is None
+            or self.building == dataclasses.replace(self.complete, complete=False, files=None, raw_index=None))
 
 
 def _chunks_ours(chunk_dir: Path, building: IndexMeta | None) -> bool:

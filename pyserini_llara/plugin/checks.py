@@ -21,6 +21,7 @@ import numpy as np
 from ..modeling import ModelLoadError
 from ..queries import EMBEDDING_FILE, PROMPT, QueriesError, proved_record, read_topics
 from ..records import EncodedQueriesMeta, IndexMeta
+from ..search_index import SearchIndexError, recorded_meta
 from ..template import MissingLlaraTokensError
 from .encoders import LlaraQueryEncoder
 from .pyserini_api import encoded_embeddings, encoded_queries_dir, has_encoded_queries
@@ -33,7 +34,7 @@ class SearchSetupError(ValueError):
 
 
 # What a Pyserini CLI run under ``clis.run_cli`` reports in one line, with exit status 1.
-CLI_ERRORS = (SearchSetupError, ModelLoadError, MissingLlaraTokensError)
+CLI_ERRORS = (SearchSetupError, SearchIndexError, ModelLoadError, MissingLlaraTokensError)
 
 
 def _refuse_other_model(index_dir, meta: IndexMeta, what: str, model: str, fingerprint: str | None, hint: str):
@@ -82,7 +83,7 @@ def check_encoder(index_dir, encoder) -> None:
     A LLaRA query encoder first takes the index's precision where its caller chose none, then
     loads its model (a model that cannot load fails here too) and is fingerprinted.
     """
-    meta = IndexMeta.find(index_dir)
+    meta = recorded_meta(index_dir)
     if isinstance(encoder, LlaraQueryEncoder):
         if meta is not None:
             encoder.follow_index(meta.dtype)
@@ -123,7 +124,7 @@ def check_dimension(searcher) -> None:
     found = _encoder_dimension(searcher.query_encoder)
     if found is None or found[0] == searcher.dimension:
         return
-    meta = IndexMeta.find(searcher.index_dir)
+    meta = recorded_meta(searcher.index_dir)
     built = f" built by {meta.model_label}" if meta is not None else ""
     raise SearchSetupError(
         f"index {searcher.index_dir}{built} holds {searcher.dimension}-dimensional vectors, but {found[1]} "
@@ -157,6 +158,11 @@ def prf_vectors_error(searcher, error: RuntimeError) -> SearchSetupError | None:
     import faiss
 
     kind = type(faiss.downcast_index(searcher.index)).__name__
+    if isinstance(searcher.index, faiss.IndexShards):
+        return SearchSetupError(
+            f"the shards {searcher.index_dir} are searched in turn and cannot return their stored vectors, which "
+            "dense PRF (--prf-method avg/rocchio) needs: search them without --prf-depth, or merge them "
+            "(pyserini-llara-index merge) and search the merged index")
     return SearchSetupError(
         f"index {getattr(searcher, 'index_dir', '')} ({kind}) cannot return its stored vectors, which dense PRF "
         "(--prf-method avg/rocchio) needs: search it without --prf-depth, or rebuild it as Flat, HNSW, IVF, "

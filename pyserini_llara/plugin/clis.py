@@ -1,9 +1,10 @@
 """Pyserini's CLIs (``python -m pyserini.search.faiss`` and the others of ``hook.CLIS``) run with the LLaRA doors open.
 
 ``hook`` hands the code of such a CLI to ``run_cli``, which runs it as ``__main__`` while its
-argparse parsers are built with two changes: ``--encoder-class llara`` is accepted, and
-``pyserini.encode``'s ``--max-length`` default is marked as Pyserini's (``PyseriniDefault``), so that
-a LLaRA passage keeps the release's 512 tokens unless the user asked for another length.
+argparse parsers are built with three changes: ``--encoder-class llara`` is accepted, ``--nprobe N``
+joins ``--ef-search`` (set on every ``FaissSearcher`` the search builds), and ``pyserini.encode``'s
+``--max-length`` default is marked as Pyserini's (``PyseriniDefault``), so that a LLaRA passage keeps
+the release's 512 tokens unless the user asked for another length.
 ``python -m pyserini.encode.query`` with a LLaRA encoder runs ``pyserini_llara.queries`` instead
 (same flags; batched; the output records the model); an empty topics file is called empty, not "Not Found";
 a search with LLaRA ``--encoded-queries`` finds a query missing from them before its run file is opened.
@@ -21,15 +22,16 @@ from contextlib import contextmanager, nullcontext
 
 from ..detect import chooses_llara
 from ..names import KEY
-from ..records import EncodedQueriesMeta, IndexMeta
+from ..records import EncodedQueriesMeta
+from ..search_index import recorded_meta
 
 SEARCH_CLIS = ("pyserini.search.faiss.__main__", "pyserini.search.hybrid.__main__")
 
 
 @contextmanager
 def _cli_arguments(mark_max_length: bool):
-    """While a Pyserini CLI builds its parsers: ``llara`` joins ``--encoder-class``'s choices, and
-    ``--max-length``'s default is marked as Pyserini's where ``mark_max_length``."""
+    """While a Pyserini CLI builds its parsers: ``llara`` joins ``--encoder-class``'s choices, ``--nprobe``
+    joins ``--ef-search``, and ``--max-length``'s default is marked as Pyserini's where ``mark_max_length``."""
     from .encoders import PyseriniDefault
 
     own = argparse.ArgumentParser.__dict__.get("add_argument")
@@ -40,7 +42,11 @@ def _cli_arguments(mark_max_length: bool):
             kwargs["choices"] = [*kwargs["choices"], KEY]
         if mark_max_length and "--max-length" in names and isinstance(kwargs.get("default"), int):
             kwargs["default"] = PyseriniDefault(kwargs["default"])
-        return add_argument(self, *names, **kwargs)
+        action = add_argument(self, *names, **kwargs)
+        if "--ef-search" in names:
+            add_argument(self, "--nprobe", type=int, metavar="N", default=None,
+                         help="Set nprobe (the number of lists searched) for an IVF index")
+        return action
 
     argparse.ArgumentParser.add_argument = patched
     try:
@@ -77,6 +83,27 @@ def _empty_topics_named():
         DefaultQueryIterator.from_topics = own
 
 
+@contextmanager
+def _nprobe_set(nprobe: int | None):
+    """``--nprobe``: set on every ``FaissSearcher`` the CLI builds, as Pyserini sets ``--ef-search`` on its searcher."""
+    if nprobe is None:
+        yield
+        return
+    from pyserini.search.faiss import FaissSearcher
+
+    own = FaissSearcher.__dict__["__init__"]
+
+    def __init__(self, *args, **kwargs):
+        own(self, *args, **kwargs)
+        self.set_ivf_nprobe(nprobe)
+
+    FaissSearcher.__init__ = __init__
+    try:
+        yield
+    finally:
+        FaissSearcher.__init__ = own
+
+
 def _options(argv: list[str]) -> argparse.Namespace:
     """The options of Pyserini's CLIs that decide the encoder, the index and the queries, read before the CLI runs
     (each as a list: ``pyserini.search.hybrid`` names a dense and a sparse ``--index``)."""
@@ -84,13 +111,14 @@ def _options(argv: list[str]) -> argparse.Namespace:
     for flag in ("--encoder", "--encoder-class", "--index", "--encoded-queries", "--topics"):
         parser.add_argument(flag, action="append", default=[])
     parser.add_argument("--topics-format", default="default")
+    parser.add_argument("--nprobe", type=int, action="append", default=[])
     return parser.parse_known_args(argv)[0]
 
 
 def involves_llara(options: argparse.Namespace) -> bool:
     """A LLaRA model (``detect``, or ``--encoder-class llara``), a LLaRA index or LLaRA encoded queries."""
     return (any(chooses_llara(name) for name in options.encoder) or KEY in options.encoder_class
-            or any(IndexMeta.find(path) is not None for path in options.index)
+            or any(recorded_meta(path) is not None for path in options.index)
             or any(EncodedQueriesMeta.find(path) is not None for path in options.encoded_queries))
 
 
@@ -117,7 +145,8 @@ def run_cli(name: str, code, namespace: dict) -> None:
 
             raise SystemExit(main(argv, prog="python -m pyserini.encode.query", pyserini_flags=True))
         topics_door = _empty_topics_named() if name in SEARCH_CLIS else nullcontext()
-        with _cli_arguments(mark_max_length=name == "pyserini.encode.__main__"), topics_door:
+        with (_cli_arguments(mark_max_length=name == "pyserini.encode.__main__"), topics_door,
+              _nprobe_set(_last(options.nprobe) if name in SEARCH_CLIS else None)):
             try:
                 if name in SEARCH_CLIS and queries and topics and not encoder:
                     check_topics_encoded(topics, options.topics_format, queries)

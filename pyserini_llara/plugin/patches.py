@@ -10,7 +10,10 @@ into a dense encoder, or starts a dense search.
   map; a LLaRA name now gives LLaRA's encoder.
 - ``FaissSearcher.__init__``: an index built by ``pyserini_llara.index`` is checked against the
   query encoder before Pyserini reads it (``checks``); dense PRF on an index that cannot return
-  its vectors fails with one line.
+  its vectors fails with one line. A comma-separated list of shard directories is read as one index
+  (``search_index``), also by ``from_prebuilt_index``, which Pyserini's CLI calls for an ``--index``
+  that is not a directory; ``set_ivf_nprobe`` joins ``set_hnsw_ef_search``, and both say in one line
+  that a LLaRA index is of another type.
 - ``QueryEncoder(DIR)`` (``--encoded-queries DIR``): DIR is remembered, as its ``meta.json`` says
   which model encoded the queries, and ``DIR/embedding.pkl`` is first checked against the hash that
   record holds (Pyserini unpickles it).
@@ -40,7 +43,8 @@ from contextlib import contextmanager
 from ..detect import chooses_llara
 from ..names import KEY, names_llara
 from ..precision import INDEX_PRECISION
-from ..records import EncodedQueriesMeta, IndexMeta
+from ..records import EncodedQueriesMeta
+from ..search_index import read_shards, recorded_meta, set_search_parameter, shard_dirs
 from .pyserini_api import OtherShape, arguments, encoded_queries_dir, remember_encoded_queries_dir, require
 
 logger = logging.getLogger(__name__)
@@ -122,10 +126,30 @@ def _patch_encode(module) -> None:
 def _involves_llara(index_dir, query_encoder) -> bool:
     from .encoders import LlaraQueryEncoder
 
+    if shard_dirs(index_dir) is not None or recorded_meta(index_dir) is not None:
+        return True
     if isinstance(query_encoder, str):
-        return chooses_llara(query_encoder) or IndexMeta.find(index_dir) is not None
-    return (isinstance(query_encoder, LlaraQueryEncoder) or IndexMeta.find(index_dir) is not None
+        return chooses_llara(query_encoder)
+    return (isinstance(query_encoder, LlaraQueryEncoder)
             or EncodedQueriesMeta.find(encoded_queries_dir(query_encoder)) is not None)
+
+
+def _documents(searcher) -> None:
+    """``searcher.doc(docid)`` reads the Lucene index of raw documents the index records (``index.raw``),
+    once it is checked to hold this index's documents; without one it returns None, on 1.6 as on 2.x."""
+    from ..index.config import IndexBuildError
+    from ..index.raw import open_raw_index
+
+    meta = recorded_meta(searcher.index_dir)
+    if getattr(searcher, "ssearcher", None) is not None:
+        return
+    searcher.ssearcher = None
+    if meta is None or meta.raw_index is None:
+        return
+    try:
+        searcher.ssearcher = open_raw_index(meta.raw_index, meta.corpus_count, searcher.docids)
+    except IndexBuildError as error:
+        logger.warning("%s; searcher.doc(docid) returns None", error)
 
 
 def _patch_faiss_searcher(module) -> None:
@@ -135,7 +159,9 @@ def _patch_faiss_searcher(module) -> None:
     init = require(searcher, "__init__", ("index_dir", "query_encoder"))
     from_str = require(searcher, "_init_encoder_from_str")
     search, batch_search = require(searcher, "search"), require(searcher, "batch_search")
-    signature = inspect.signature(init)
+    load_index, set_ef_search = require(searcher, "load_index"), require(searcher, "set_hnsw_ef_search")
+    from_prebuilt = require(searcher, "from_prebuilt_index", ("prebuilt_index_name", "query_encoder")).__func__
+    signature, prebuilt_signature = inspect.signature(init), inspect.signature(from_prebuilt)
 
     @functools.wraps(from_str)
     def _init_encoder_from_str(encoder, *args, **kwargs):
@@ -157,6 +183,33 @@ def _patch_faiss_searcher(module) -> None:
         self.index_dir = str(index_dir)
         llara_searchers.add(self)
         check_dimension(self)
+        _documents(self)
+
+    @functools.wraps(from_prebuilt)
+    def from_prebuilt_index(cls, *args, **kwargs):
+        """Pyserini's CLI takes an ``--index`` that is not a directory for a prebuilt name: a shard list is neither."""
+        called = arguments(prebuilt_signature, cls, *args, **kwargs)
+        if called is None or shard_dirs(called["prebuilt_index_name"]) is None:
+            return from_prebuilt(cls, *args, **kwargs)
+        called = dict(called)
+        name = called.pop("prebuilt_index_name")
+        called.pop(next(iter(called)))  # cls
+        return cls(name, **called)
+
+    @functools.wraps(load_index)
+    def _load_index(self, index_dir, *args, **kwargs):
+        dirs = shard_dirs(index_dir)
+        return load_index(self, index_dir, *args, **kwargs) if dirs is None else read_shards(dirs)
+
+    def set_ivf_nprobe(self, nprobe: int):
+        """IVF's number of lists searched, at search time (beside Pyserini's ``set_hnsw_ef_search``)."""
+        set_search_parameter(self.index, "nprobe", nprobe)
+
+    @functools.wraps(set_ef_search)
+    def set_hnsw_ef_search(self, ef_search, *args, **kwargs):
+        if self not in llara_searchers:
+            return set_ef_search(self, ef_search, *args, **kwargs)
+        set_search_parameter(self.index, "efSearch", ef_search)
 
     def with_vectors_error(method):
         @functools.wraps(method)
@@ -173,6 +226,10 @@ def _patch_faiss_searcher(module) -> None:
 
     searcher._init_encoder_from_str = staticmethod(_init_encoder_from_str)
     searcher.__init__ = __init__
+    searcher.from_prebuilt_index = classmethod(from_prebuilt_index)
+    searcher.load_index = _load_index
+    searcher.set_ivf_nprobe = set_ivf_nprobe
+    searcher.set_hnsw_ef_search = set_hnsw_ef_search
     searcher.search = with_vectors_error(search)
     searcher.batch_search = with_vectors_error(batch_search)
 
