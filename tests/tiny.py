@@ -70,7 +70,8 @@ def build_tiny_bert(path: Path, *, hidden_size: int = 32) -> Path:
     tokenizer = BertTokenizerFast(**{vocab_argument: str(path / "vocab.txt")})  # transformers 5 renamed it
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=128)
+                        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=128,
+                        initializer_range=1.0)  # wide weights: texts get distinct vectors, runs no ties
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
