@@ -26,3 +26,22 @@ def test_gpu_check_small_runs_every_step(tmp_path):
     assert all(math.isfinite(v) and v > 0 for v in pretraining["last_losses"].values())
     assert search["vectors"] == 10_000 and search["torch_qps"] > 0
     assert "MS MARCO" in run.stdout and "release loop" in run.stdout and "joint EBAE/EBAR objective" in run.stdout
+
+
+def test_the_index_type_table_measures_every_type_it_lists(tmp_path):
+    """The script behind docs/indexing.md's index-type table, run small: each type's bytes per vector is its
+    code size, Flat recalls everything (SQfp16 all but ties), and IVF-PQ (compressed, 16 of 32 lists probed) less."""
+    out = tmp_path / "types.json"
+    run = subprocess.run([sys.executable, "benchmarks/search_index_types.py", "--num-vectors", "2000", "--num-queries",
+                          "20", "--dim", "64", "--growth", "0", "--out", str(out)],
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = {row["index"].split(",")[0]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"Flat", "HNSW32", "IVF32", "SQ8", "SQfp16"}
+    for name, code_bytes in (("Flat", 4 * 64), ("SQfp16", 2 * 64), ("SQ8", 64)):
+        assert code_bytes <= rows[name]["bytes_vector"] < code_bytes * 1.05, name
+    assert rows["Flat"]["recall"] == 1.0 and rows["SQfp16"]["recall"] >= 0.99  # fp16 may swap ranks near k
+    assert rows["HNSW32"]["bytes_vector"] > rows["Flat"]["bytes_vector"]  # the graph's links come on top
+    assert 0 < rows["IVF32"]["recall"] < 1 and rows["IVF32"]["bytes_vector"] < rows["SQ8"]["bytes_vector"]
+    assert all(row["qps"] > 0 and row["build_s"] >= 0 for row in rows.values())
