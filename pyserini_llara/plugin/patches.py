@@ -45,7 +45,7 @@ from ..names import KEY, names_llara
 from ..precision import INDEX_PRECISION
 from ..records import EncodedQueriesMeta
 from ..search_index import read_shards, recorded_meta, set_search_parameter, shard_dirs
-from .pyserini_api import OtherShape, arguments, encoded_queries_dir, remember_encoded_queries_dir, require
+from .pyserini_api import OtherShape, bind, encoded_queries_dir, remember_encoded_queries_dir, require
 
 logger = logging.getLogger(__name__)
 # The FaissSearchers that search with or in LLaRA: only their errors are rewritten.
@@ -103,15 +103,17 @@ def register(module=None) -> None:
 
 def _patch_encode(module) -> None:
     init = require(require(module, "QueryEncoder"), "__init__")
-    parameters = list(inspect.signature(init).parameters)
+    signature = inspect.signature(init)
+    parameters = list(signature.parameters)
     if len(parameters) < 2:
         raise OtherShape("QueryEncoder.__init__ takes no encoded-queries directory")
     register(module)
-    signature, directory_parameter = inspect.signature(init), parameters[1]
+    directory_parameter = parameters[1]
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
-        directory = (arguments(signature, self, *args, **kwargs) or {}).get(directory_parameter)
+        called = bind(signature, self, *args, **kwargs)
+        directory = called.arguments.get(directory_parameter) if called else None
         if directory and os.path.isdir(directory):
             from .checks import check_encoded_queries
 
@@ -171,11 +173,10 @@ def _patch_faiss_searcher(module) -> None:
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
-        called = arguments(signature, self, *args, **kwargs)
-        if called is None or not _involves_llara(called["index_dir"], called["query_encoder"]):
+        bound = bind(signature, self, *args, **kwargs)
+        if bound is None or not _involves_llara(bound.arguments["index_dir"], bound.arguments["query_encoder"]):
             return init(self, *args, **kwargs)
-        bound = signature.bind(self, *args, **kwargs)
-        index_dir, query_encoder = called["index_dir"], called["query_encoder"]
+        index_dir, query_encoder = bound.arguments["index_dir"], bound.arguments["query_encoder"]
         if isinstance(query_encoder, str):
             bound.arguments["query_encoder"] = query_encoder = self._init_encoder_from_str(query_encoder)
         check_encoder(index_dir, query_encoder)
@@ -188,10 +189,10 @@ def _patch_faiss_searcher(module) -> None:
     @functools.wraps(from_prebuilt)
     def from_prebuilt_index(cls, *args, **kwargs):
         """Pyserini's CLI takes an ``--index`` that is not a directory for a prebuilt name: a shard list is neither."""
-        called = arguments(prebuilt_signature, cls, *args, **kwargs)
-        if called is None or shard_dirs(called["prebuilt_index_name"]) is None:
+        bound = bind(prebuilt_signature, cls, *args, **kwargs)
+        if bound is None or shard_dirs(bound.arguments["prebuilt_index_name"]) is None:
             return from_prebuilt(cls, *args, **kwargs)
-        called = dict(called)
+        called = dict(bound.arguments)
         name = called.pop("prebuilt_index_name")
         called.pop(next(iter(called)))  # cls
         return cls(name, **called)
@@ -243,7 +244,8 @@ def _patch_search_main(module) -> None:
 
     @functools.wraps(init_query_encoder)
     def wrapper(*args, **kwargs):
-        called = arguments(signature, *args, **kwargs) or {}
+        bound = bind(signature, *args, **kwargs)
+        called = bound.arguments if bound else {}
         with pyserini_choice(called.get("encoder"), called.get("encoder_class")):
             encoder = init_query_encoder(*args, **kwargs)
         if isinstance(encoder, LlaraQueryEncoder) and "fp16" not in called:
@@ -260,8 +262,9 @@ def _patch_encode_query(module) -> None:
 
     @functools.wraps(init_encoder)
     def wrapper(*args, **kwargs):
-        called = arguments(signature, *args, **kwargs)
-        if called is not None and chooses_llara(called["encoder"]) and not called.get("bpr"):
+        bound = bind(signature, *args, **kwargs)
+        called = bound.arguments if bound else {}
+        if called and chooses_llara(called["encoder"]) and not called.get("bpr"):
             return query_encoder_factory(encoder_dir=called["encoder"], device=called["device"])
         return init_encoder(*args, **kwargs)
 

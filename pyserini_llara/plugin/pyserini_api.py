@@ -5,7 +5,7 @@
   keeps the directory, which holds the record of who encoded the queries: ``patches`` remembers it
   here, beside the encoder rather than on it.
 - A patch target that is missing or has another shape (``require``) makes the patch step aside; a call
-  that does not fit the target's signature (``arguments``) goes to Pyserini untouched.
+  that does not fit the target's signature (``bind``) goes to Pyserini untouched.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ def require(owner, attribute: str, parameters: tuple[str, ...] = ()):
     return target
 
 
-def arguments(signature: inspect.Signature, *args, **kwargs) -> dict | None:
-    """A call's arguments by Pyserini's parameter names; None for a call that does not fit, which the wrapper
+def bind(signature: inspect.Signature, *args, **kwargs) -> inspect.BoundArguments | None:
+    """A call bound to Pyserini's parameter names; None for a call that does not fit, which the wrapper
     then hands on as it is, for Pyserini to refuse in its own words."""
     try:
-        return signature.bind(*args, **kwargs).arguments
+        return signature.bind(*args, **kwargs)
     except TypeError:
         return None
 
