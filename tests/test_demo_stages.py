@@ -1,6 +1,7 @@
 """The demo's stages: each done only by its completion record, so a half-made output is made again."""
 
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,20 @@ def option(args, *names):
     return Path(next(args[args.index(name) + 1] for name in names if name in args))
 
 
+def fake_run(run_file, qrels):
+    """Each judged query's relevant answer at rank 1 or 2, by a hash of the run's path: runs differ, like seeds."""
+    if not qrels.exists():
+        return "".join(f"q{i} Q0 d{i} 1 1.0 demo\n" for i in range(3))
+    first = {}
+    for line in qrels.read_text().splitlines():
+        first.setdefault(line.split()[0], line.split()[2])
+    lines = []
+    for q, doc in first.items():
+        ranked = [doc, "wrong"] if zlib.crc32(f"{run_file}{q}".encode()) % 3 else ["wrong", doc]
+        lines += [f"{q} Q0 {d} {rank} {3 - rank} demo\n" for rank, d in enumerate(ranked, 1)]
+    return "".join(lines)
+
+
 @pytest.fixture
 def commands(monkeypatch):
     """The modules the demo runs, in order; each command faked by writing what the real one leaves."""
@@ -22,7 +37,11 @@ def commands(monkeypatch):
     def run(*args):
         module = args[1]
         ran.append(module)
-        if module == "pyserini_llara.index":
+        if module == "pyserini.index.lucene":
+            index = option(args, "--index")
+            index.mkdir(parents=True, exist_ok=True)
+            (index / "segments_1").write_text("lucene")
+        elif module == "pyserini_llara.index":
             index = option(args, "--output")
             index.mkdir(parents=True, exist_ok=True)
             for name in ("index", "docid", "meta.json"):
@@ -30,9 +49,10 @@ def commands(monkeypatch):
         elif module.startswith("pyserini.search"):
             run_file = option(args, "--output")
             run_file.parent.mkdir(parents=True, exist_ok=True)
-            run_file.write_text("".join(f"q{i} Q0 d{i} 1 1.0 demo\n" for i in range(3)))
+            run_file.write_text(fake_run(run_file, option(args, "--topics").parent / "qrels.txt"))
         elif module.startswith("adaptation."):
             model = option(args, "--output_dir")
+            model.mkdir(parents=True, exist_ok=True)
             (model / "config.json").write_text("{}")
             (model / "model.safetensors").write_text("weights")
 
@@ -74,10 +94,64 @@ def test_a_half_exported_model_is_trained_again(commands, layout, tmp_path):
     finetuned = tmp_path / "models" / "finetuned"
     finetuned.mkdir()
     (finetuned / "config.json").write_text("{}")  # the export killed before the weights
-    demo.finetune(model, data / "train.jsonl", finetuned, args)
+    demo.finetune(model, data / "train.jsonl", finetuned, args, 13)
     assert commands == ["adaptation.finetune"]
-    demo.finetune(model, data / "train.jsonl", finetuned, args)
+    demo.finetune(model, data / "train.jsonl", finetuned, args, 13)
     assert commands == ["adaptation.finetune"]
     longer = demo.parse_args(["--finetune-steps", "3", "--dtype", "float32"])
-    demo.finetune(model, data / "train.jsonl", finetuned, longer)
+    demo.finetune(model, data / "train.jsonl", finetuned, longer, 13)
     assert commands == ["adaptation.finetune"] * 2  # another setting
+    demo.finetune(model, data / "train.jsonl", finetuned, longer, 14)
+    assert commands == ["adaptation.finetune"] * 3  # another seed
+
+
+def test_seeds_train_every_training_row_once_per_seed_and_the_report_tests_the_differences(commands, tmp_path,
+                                                                                          monkeypatch, capsys):
+    base = tmp_path / "models" / "smollm2-135m-llara-init"
+
+    def init(model_dir):
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "config.json").write_text("{}")
+        return model_dir
+
+    def data(data_dir, questions, pool, seed):  # 8 judged questions, in the files prepare_data writes
+        (data_dir / "corpus").mkdir(parents=True)
+        (data_dir / "corpus" / "docs.jsonl").write_text("".join(f'{{"id": "a{i}", "contents": "answer {i}"}}\n'
+                                                                for i in range(8)))
+        (data_dir / "topics.tsv").write_text("".join(f"{i}\tquestion {i}\n" for i in range(8)))
+        (data_dir / "qrels.txt").write_text("".join(f"{i} 0 a{i} 1\n" for i in range(8)))
+        return {"questions": 8, "pool": 8, "relevant_pairs": 8}
+
+    monkeypatch.setattr(demo, "init_smollm2", init)
+    monkeypatch.setattr(demo, "prepare_data", data)
+    monkeypatch.setattr(demo, "prepare_training_groups", lambda path, questions, seed: path.write_text("{}\n") and 1)
+    argv = ["--output", str(tmp_path), "--dtype", "float32", "--seeds", "2", "--seed", "5"]
+    demo.main(argv)
+    per_seed = ["adaptation.pretrain", "pyserini_llara.index", "pyserini.search.faiss",
+                "adaptation.finetune", "pyserini_llara.index", "pyserini.search.faiss",
+                "adaptation.finetune", "pyserini_llara.index", "pyserini.search.faiss", "pyserini.search.hybrid"]
+    assert commands == ["pyserini.index.lucene", "pyserini.search.lucene", "pyserini_llara.index",
+                        "pyserini.search.faiss", *per_seed, *per_seed]
+    for seed in (5, 6):  # the ablation fine-tunes the unadapted model, with the same seed and data
+        assert (tmp_path / "models" / f"seed-{seed}" / "ablation" / "model.safetensors").exists()
+        assert (tmp_path / "runs" / f"seed-{seed}" / "finetuned-bm25.trec").exists()
+
+    table = (tmp_path / "results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0][2:] for row in rows] == list(demo.ROWS.values())
+    assert " ± " in rows[3] and " ± " not in rows[0]  # fine-tuned over 2 seeds; BM25 made once
+    tests = [line for line in table.splitlines() if line.startswith("- ")]
+    names = demo.ROWS
+    assert [line.split(":")[0] for line in tests] == [
+        f"- {names['finetuned']} vs {names['bm25']}", f"- {names['finetuned']} vs {names['ablation']}",
+        f"- {names['finetuned-bm25']} vs {names['bm25']}"]
+    assert all("paired t-test p = " in line and "randomization p = " in line for line in tests)
+    significant = ["(significant at 0.05)" in line for line in tests]
+    ndcg = {row.split(" | ")[0][2:]: row.split(" | ")[1] for row in rows}
+    assert ndcg[names["finetuned"]].endswith("†" * significant[0] + "‡" * significant[1])
+    assert ndcg[names["finetuned-bm25"]].endswith("†" * significant[2])
+    assert (tmp_path / "results.png").stat().st_size > 0
+
+    capsys.readouterr()
+    demo.main(argv)  # every stage proved by its record: nothing runs again
+    assert len(commands) == 4 + 2 * len(per_seed)

@@ -123,7 +123,7 @@ def test_gpu_rows_are_unverified_with_their_sources(matrix, capsys, tmp_path):
 
 def test_the_demo_rows_as_measured_here_pass(matrix):
     demo = [row for row in matrix.values() if row.kind == "demo"]
-    assert len(demo) == 5
+    assert len(demo) == 6
     for row in demo:
         assert row.measured is not None, row.id
         assert reproduce.judge(row, row.measured.values).status == "pass", row.id
@@ -135,14 +135,14 @@ def test_demo_rows_run_the_pipeline_once_with_flags_it_accepts(matrix, capsys, t
 
     lines = dry_run(capsys, "--group", "demo", "--work-dir", str(tmp_path))
     pipelines = [shlex.split(line) for line in lines if "insuranceqa_pipeline.py" in line]
-    assert len({tuple(p) for p in pipelines}) == 1 and len(pipelines) == 5
+    assert len({tuple(p) for p in pipelines}) == 1 and len(pipelines) == 6
     args = insuranceqa_pipeline.parse_args(pipelines[0][2:])
     defaults = insuranceqa_pipeline.parse_args([])  # the README's table is the demo with its defaults
     assert {k: v for k, v in vars(args).items() if k != "output"} == {k: v for k, v in vars(defaults).items()
                                                                       if k != "output"}
     assert args.output == tmp_path / "insuranceqa"
     runs = [shlex.split(line)[6] for line in lines if "ir_measures" in line]
-    assert [Path(r).stem for r in runs] == ["bm25", "base", "adapted", "finetuned", "finetuned-bm25"]
+    assert [Path(r).stem for r in runs] == ["bm25", "base", "adapted", "finetuned", "ablation", "finetuned-bm25"]
 
 
 def test_the_beir_example_script_names_every_beir_dataset_row(matrix):
