@@ -373,7 +373,8 @@ def main(argv=None) -> None:
     results = report.evaluate(data_dir / "qrels.txt", runs, MEASURES)
     report.plot(results, ROWS, out / "results.png", f"InsuranceQA test: {info['questions']} questions, pool of "
                 f"{info['pool']}; nDCG@10, mean ± sd over {len(seeds)} seed(s)")
-    seconds = {kind: {row: report.mean([v for k, v in values.items() if k.split("/")[-1] == row]) for row in ROWS}
+    keys = ["bm25", "base", *(f"seed-{seed}/{row}" for seed in seeds for row in ROWS if row not in ("bm25", "base"))]
+    seconds = {kind: {row: report.mean([values[k] for k in keys if k.split("/")[-1] == row]) for row in ROWS}
                for kind, values in timings.items()}
     header = (f"InsuranceQA v2 test: {info['questions']} questions, {info['relevant_pairs']} judged answers, "
               f"pool of {info['pool']} answers; adaptation {args.adapt_steps} steps on the Wikipedia sample, "
