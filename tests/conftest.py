@@ -18,6 +18,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end tests that start Pyserini's CLIs (JVM, several seconds each)")
 
 
+def pytest_collection_modifyitems(items):
+    """Files with the most slow tests first: xdist (``--no-loadscope-reorder``) hands them out first, so no worker
+    starts a long file when the other is nearly done."""
+    slow = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: -slow[item.path])
+
+
 @pytest.fixture(scope="session")
 def tiny_llara(tmp_path_factory) -> Path:
     """Directory of a tiny random LLaMA whose tokenizer has the LLaRA tokens, out of name order."""

@@ -1,8 +1,6 @@
 """Pyserini's own encoder CLI and ours build the same index, and Pyserini's search CLI reads both."""
 
 import json
-import subprocess
-import sys
 
 import faiss
 import ir_measures
@@ -10,19 +8,18 @@ import numpy as np
 import pytest
 from ir_measures import RR, P, nDCG
 
+from test_doors import pyserini_cli
 from tiny import CORPUS
 
 TOPICS = {"q1": "What is a llama?", "q2": "How does insurance work after an accident?",
           "q3": "Who writes Wikipedia?", "q4": "dense retrieval inner product vectors"}
 
 
-def run_all(*commands, cwd):
-    """Run the CLIs side by side (each spends most of its time importing) and check every one succeeded."""
-    procs = [subprocess.Popen([sys.executable, "-m", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for args in commands]
-    for args, proc in zip(commands, procs):
-        _, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"{args[0]} failed:\n{stderr[-3000:]}"
+def run_all(*commands):
+    """Run the CLIs as ``python -m`` would, in this process (each would spend most of its time importing Pyserini),
+    and check every one succeeded."""
+    for args in commands:
+        assert pyserini_cli(*args) == 0, f"{args[0]} failed"
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +45,7 @@ def test_pyserini_encode_and_our_builder_give_the_same_runs(collection, tiny_lla
             ["pyserini_llara.index", "--corpus", corpus, "--output", collection / "by-llara", "--encoder", encoder,
              "--dtype", "float32"],  # pyserini.encode without --fp16 encodes in float32
             ["pyserini.encode.query", "--topics", collection / "topics.tsv", "--encoder", encoder,
-             "--output", collection / "encoded-queries"],
-            cwd=collection)
+             "--output", collection / "encoded-queries"])
 
     ours, theirs = collection / "by-llara", collection / "by-pyserini"
     assert (ours / "docid").read_text() == (theirs / "docid").read_text() == "".join(f"d{i}\n" for i in range(30))
@@ -61,7 +57,7 @@ def test_pyserini_encode_and_our_builder_give_the_same_runs(collection, tiny_lla
               for name in ("llara", "pyserini")),
             ["pyserini.search.faiss", "--index", collection / "by-llara", "--topics", collection / "topics.tsv",
              "--encoded-queries", collection / "encoded-queries", "--output", collection / "run.encoded.trec",
-             "--hits", "10"], cwd=collection)
+             "--hits", "10"])
     qrels = str(collection / "qrels.txt")
     scores = {name: ir_measures.calc_aggregate([nDCG @ 10, RR @ 10, P @ 5], ir_measures.read_trec_qrels(qrels),
                                                ir_measures.read_trec_run(str(collection / f"run.{name}.trec")))

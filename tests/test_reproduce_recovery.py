@@ -182,13 +182,23 @@ def ran(out, module):
 STEPS = ["pyserini_llara.index", "pyserini_llara.queries", "pyserini.search.faiss", "ir_measures"]
 
 
+@pytest.fixture(scope="module")
+def clean_row(collection, tiny_llara, tmp_path_factory):
+    """One uninterrupted run of the row (its scores and run file kept as made), shared by the two tests below.
+    The edited-files test goes on in its folder; the killed row runs over copies of its own."""
+    root = tiny_matrix(tmp_path_factory.mktemp("clean-row"), collection)
+    matrix = write_matrix(root, tiny_llara)
+    harness(matrix, root / "work")
+    values = latest_results(root / "work" / RESULTS_FILE)["tiny/row"].values
+    return root, matrix, values, next((root / "work" / "runs").glob("*.trec")).read_bytes()
+
+
 @pytest.mark.slow
-def test_a_row_killed_at_every_step_reruns_to_the_scores_of_an_uninterrupted_row(collection, tiny_llara,
+def test_a_row_killed_at_every_step_reruns_to_the_scores_of_an_uninterrupted_row(clean_row, collection, tiny_llara,
                                                                                  tmp_path):
+    _, _, clean_values, clean_run = clean_row
     root = tiny_matrix(tmp_path, collection)
     matrix = write_matrix(root, tiny_llara)
-    harness(matrix, root / "clean")
-    clean = latest_results(root / "clean" / RESULTS_FILE)["tiny/row"].values
 
     # While each step's command runs, and after it ended but before its record was written.
     points = [f"reproduce:{moment}:{step}" for step in STEPS for moment in ("running", "ran")
@@ -196,10 +206,9 @@ def test_a_row_killed_at_every_step_reruns_to_the_scores_of_an_uninterrupted_row
     for point in points:
         harness(matrix, root / "killed", crash_at=point)
     out = harness(matrix, root / "killed")
-    assert latest_results(root / "killed" / RESULTS_FILE)["tiny/row"].values == clean
+    assert latest_results(root / "killed" / RESULTS_FILE)["tiny/row"].values == clean_values
     assert ran(out, "pyserini_llara.index")[0] == "[done]"
-    runs = {work: next((root / work / "runs").glob("*.trec")).read_bytes() for work in ("clean", "killed")}
-    assert runs["clean"] == runs["killed"]
+    assert next((root / "killed" / "runs").glob("*.trec")).read_bytes() == clean_run
 
 
 def edit_line(path, number, change):
@@ -209,12 +218,9 @@ def edit_line(path, number, change):
 
 
 @pytest.mark.slow
-def test_an_edited_corpus_or_topics_file_makes_exactly_the_steps_that_read_it_run_again(collection, tiny_llara,
-                                                                                     tmp_path):
-    root = tiny_matrix(tmp_path, collection)
-    matrix = write_matrix(root, tiny_llara)
+def test_an_edited_corpus_or_topics_file_makes_exactly_the_steps_that_read_it_run_again(clean_row, tiny_llara):
+    root, matrix, _, _ = clean_row
     work = root / "work"
-    harness(matrix, work)
 
     edit_line(root / "corpus.jsonl", 0, lambda line: json.dumps({**json.loads(line), "contents": TOPICS["q1"]}))
     out = harness(matrix, work)

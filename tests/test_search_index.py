@@ -2,8 +2,6 @@
 through Pyserini's CLI and ``FaissSearcher`` (whichever Pyserini this interpreter has: 1.6 or 2.x)."""
 
 import json
-import subprocess
-import sys
 
 import faiss
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 
 from pyserini_llara.index import IndexConfig, build_index, merge_shards
 from pyserini_llara.search_index import SearchIndexError
+from test_doors import pyserini_cli
 from tiny import CORPUS
 
 N_DOCS, NLIST = 40, 4
@@ -35,10 +34,10 @@ def built(tiny_llara, tmp_path_factory):
     return root, shards, merged, ivf
 
 
-def run_all(root, commands):
-    procs = [subprocess.Popen([sys.executable, "-m", *map(str, args)], cwd=root, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for args in commands]
-    return [(proc.wait(timeout=300), proc.stderr.read()) for proc in procs]
+def run_all(commands, capsys):
+    """Each CLI run as ``python -m`` would, in this process (Pyserini is imported once): its exit status and stderr."""
+    capsys.readouterr()
+    return [(pyserini_cli(*args), capsys.readouterr().err) for args in commands]
 
 
 def ranking(run_text):
@@ -46,15 +45,15 @@ def ranking(run_text):
 
 
 @pytest.mark.slow
-def test_cli_searches_shards_in_turn_and_sets_nprobe_at_search_time(built, tiny_llara):
+def test_cli_searches_shards_in_turn_and_sets_nprobe_at_search_time(built, tiny_llara, capsys):
     root, shards, merged, ivf = built
     shard_list = ",".join(str(s) for s in reversed(shards))  # any order: read in shard order
     encoder = ["--encoder", f"llara:{tiny_llara}"]
     commands = {"flat": [merged], "shards": [shard_list], "ivf": [ivf], "ivf1": [ivf, "--nprobe", "1"],
                 "flat-nprobe": [merged, "--nprobe", "2"]}
-    results = run_all(root, [["pyserini.search.faiss", "--index", index, "--topics", root / "topics.tsv", *encoder,
-                              "--output", root / f"run.{name}.trec", "--hits", "10", *flags]
-                             for name, (index, *flags) in commands.items()])
+    results = run_all([["pyserini.search.faiss", "--index", index, "--topics", root / "topics.tsv", *encoder,
+                        "--output", root / f"run.{name}.trec", "--hits", "10", *flags]
+                       for name, (index, *flags) in commands.items()], capsys)
     for name, (code, stderr) in zip(list(commands)[:4], results):
         assert code == 0, f"{name}: {stderr[-3000:]}"
     runs = {name: (root / f"run.{name}.trec").read_text() for name in list(commands)[:4]}
@@ -117,7 +116,7 @@ def test_faiss_searcher_over_shards_equals_the_merged_index(built, tiny_llara, t
 
 
 @pytest.mark.slow
-def test_hybrid_takes_nprobe_and_shards_on_its_dense_side(built, tiny_llara):
+def test_hybrid_takes_nprobe_and_shards_on_its_dense_side(built, tiny_llara, capsys):
     from pyserini_llara.index.raw import attach_raw_index
 
     root, shards, merged, ivf = built
@@ -132,7 +131,7 @@ def test_hybrid_takes_nprobe_and_shards_on_its_dense_side(built, tiny_llara):
     commands = {"flat": hybrid("flat", merged), "shards": hybrid("shards", ",".join(map(str, shards))),
                 "ivf1": hybrid("ivf1", ivf, "--nprobe", "1"), "ivf4": hybrid("ivf4", ivf, "--nprobe", str(NLIST)),
                 "flat-nprobe": hybrid("flat-nprobe", merged, "--nprobe", "2")}
-    results = dict(zip(commands, run_all(root, commands.values())))
+    results = dict(zip(commands, run_all(commands.values(), capsys)))
     for name in ("flat", "shards", "ivf1", "ivf4"):
         assert results[name][0] == 0, f"{name}: {results[name][1][-3000:]}"
     runs = {name: (root / f"hybrid.{name}.trec").read_text() for name in ("flat", "shards", "ivf1", "ivf4")}
