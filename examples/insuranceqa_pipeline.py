@@ -267,13 +267,13 @@ ROWS = {  # stage key -> the table's name for its row, in the table's order
 class Scale:
     questions: int  # test questions sampled; 0 = all 2,000
     pool: int  # answers in the document pool; 0 = all 27,413
-    time: str  # what it takes on 2 cores (docs/training.md has the measurements)
+    time: str  # what it takes on 2 cores (docs/training.md: measured for small, estimated for the others)
 
 
 SCALES = {
-    "small": Scale(60, 200, "about 5 min (bf16 CPU) / 9 min (AVX2, float32) per seed"),
-    "medium": Scale(400, 2000, "about 30 min (bf16 CPU) per seed"),
-    "full": Scale(0, 0, "about 5 h (bf16 CPU) per seed, most of it encoding the pool 4 times; for GPUs"),
+    "small": Scale(60, 200, "per seed about 10 min with bf16 (AVX-512 BF16), about 16 min with float32 (AVX2)"),
+    "medium": Scale(400, 2000, "per seed about 26 min with bf16 (estimated from the small run's rates)"),
+    "full": Scale(0, 0, "per seed about 4 h with bf16 (estimated), most of it encoding the pool 4 times"),
 }
 
 
@@ -298,7 +298,8 @@ def parse_args(argv=None):
     parser.add_argument("--hits", type=int, default=100)
     parser.add_argument("--adapt-steps", type=int, default=15, help="EBAE/EBAR steps (batch 4, 64-token chunks)")
     parser.add_argument("--finetune-steps", type=int, default=16,
-                        help="contrastive LoRA steps (the recipe: insuranceqa_pipeline.RECIPE)")
+                        help=f"contrastive LoRA steps of {RECIPE.queries_per_step} questions x {RECIPE.group_size} "
+                             "answers (the recipe and how it was chosen: docs/training.md)")
     parser.add_argument("--train-questions", type=int, default=2000,
                         help="InsuranceQA train questions to draw groups from")
     args = parser.parse_args(argv)

@@ -107,8 +107,6 @@ def test_a_half_exported_model_is_trained_again(commands, layout, tmp_path):
 
 def test_seeds_train_every_training_row_once_per_seed_and_the_report_tests_the_differences(commands, tmp_path,
                                                                                           monkeypatch, capsys):
-    base = tmp_path / "models" / "smollm2-135m-llara-init"
-
     def init(model_dir):
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / "config.json").write_text("{}")
