@@ -2,7 +2,7 @@
 fine-tuning stage's time (training, indexing the pool, searching).
 
     python benchmarks/insuranceqa_recipes.py --seeds 3                 # every variant, 3 seeds each
-    python benchmarks/insuranceqa_recipes.py --variants start,chosen --seeds 3
+    python benchmarks/insuranceqa_recipes.py --variants start,group-2x8-lr1e-3 --seeds 3
 
 Each variant fine-tunes the main job's adapted model of each seed (made here through the main job's
 own stages, and shared with it: `--output` is the main job's directory, e.g. after

@@ -19,6 +19,11 @@ def mean(values) -> float:
     return fmean(values) if values else 0.0
 
 
+def sd(values: list[float]) -> float:
+    """Over the seeds; 0 for a row made once."""
+    return stdev(values) if len(values) > 1 else 0.0
+
+
 @dataclass
 class Results:
     """Per row: each measure's value in each run of it (one run per seed); the tests on ``TESTED``."""
@@ -35,7 +40,7 @@ class Results:
         return text
 
     def to_json(self) -> dict:
-        return {"scores": {row: {m: {"mean": mean(v), "sd": stdev(v) if len(v) > 1 else 0.0, "runs": v}
+        return {"scores": {row: {m: {"mean": mean(v), "sd": sd(v), "runs": v}
                                  for m, v in measures.items()} for row, measures in self.scores.items()},
                 "tests": {f"{a} vs {b}": vars(c) for (a, b), c in self.tests.items()}}
 
@@ -76,7 +81,7 @@ def plot(results: Results, names: dict[str, str], path: Path, title: str) -> Non
     rows = list(names)
     values = [results.scores[row][TESTED] for row in rows]
     means = [mean(v) for v in values]
-    errors = [stdev(v) if len(v) > 1 else 0.0 for v in values]
+    errors = [sd(v) for v in values]
     fig, ax = plt.subplots(figsize=(9, 4))
     colours = ["tab:gray" if row == "ablation" else "tab:blue" for row in rows]
     bars = ax.bar(range(len(rows)), means, yerr=errors, capsize=5, color=colours)
