@@ -121,6 +121,15 @@ def test_seeds_train_every_training_row_once_per_seed_and_the_report_tests_the_d
         return {"questions": 8, "pool": 8, "relevant_pairs": 8}
 
     monkeypatch.setattr(demo, "init_smollm2", init)
+    fake = demo.run
+    starts = {}  # fine-tuning output directory -> the model it started from
+
+    def run(*args):
+        if args[1] == "adaptation.finetune":
+            starts[option(args, "--output_dir")] = option(args, "--model_name_or_path")
+        fake(*args)
+
+    monkeypatch.setattr(demo, "run", run)
     monkeypatch.setattr(demo, "prepare_data", data)
     monkeypatch.setattr(demo, "prepare_training_groups", lambda path, questions, seed: path.write_text("{}\n") and 1)
     argv = ["--output", str(tmp_path), "--dtype", "float32", "--seeds", "2", "--seed", "5"]
@@ -131,7 +140,10 @@ def test_seeds_train_every_training_row_once_per_seed_and_the_report_tests_the_d
     assert commands == ["pyserini.index.lucene", "pyserini.search.lucene", "pyserini_llara.index",
                         "pyserini.search.faiss", *per_seed, *per_seed]
     for seed in (5, 6):  # the ablation fine-tunes the unadapted model, with the same seed and data
-        assert (tmp_path / "models" / f"seed-{seed}" / "ablation" / "model.safetensors").exists()
+        models = tmp_path / "models" / f"seed-{seed}"
+        assert starts[models / "ablation"] == tmp_path / "models" / "smollm2-135m-llara-init"
+        assert starts[models / "finetuned"] == models / "adapted"
+        assert (models / "ablation" / "model.safetensors").exists()
         assert (tmp_path / "runs" / f"seed-{seed}" / "finetuned-bm25.trec").exists()
 
     table = (tmp_path / "results.md").read_text()
