@@ -33,16 +33,18 @@ import json
 import os
 import random
 import resource
+import runpy
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import insuranceqa_report as report
 
-from pyserini_llara import completion
+from pyserini_llara import atomic, completion
 
 MEASURES = ("nDCG@10", "RR@10", "R@100")
 # The training stages' --mixed_precision for each --dtype: autocast in the precision the encoding uses.
@@ -53,10 +55,31 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+# CLIs run in this process, as `python -m` runs them: each new process would import Pyserini again
+# (~9 s of its encoder zoo, per search) or torch and transformers (~3 s, per index). The training CLIs keep
+# processes of their own: accelerate's state is per process, and a long run's memory goes back when it ends.
+IN_PROCESS = frozenset({"pyserini.index.lucene", "pyserini.search.lucene", "pyserini.search.faiss",
+                        "pyserini.search.hybrid", "pyserini_llara.index"})
+
+
 def run(*args: str) -> None:
-    """Run a CLI exactly as a user would type it."""
+    """Run a CLI exactly as a user would type it (``python -m MODULE ...``); a failure stops the job."""
     log("$ " + " ".join(args))
-    subprocess.run([sys.executable, *args], check=True)
+    if args[0] != "-m" or args[1] not in IN_PROCESS:
+        subprocess.run([sys.executable, *args], check=True)
+        return
+    argv = sys.argv
+    sys.argv = list(args[1:])
+    try:
+        with warnings.catch_warnings():  # runpy's note that an earlier stage imported the CLI's package
+            warnings.filterwarnings("ignore", r"'.*' found in sys.modules", RuntimeWarning)
+            runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    except SystemExit as done:
+        if done.code not in (None, 0):
+            raise subprocess.CalledProcessError(done.code if isinstance(done.code, int) else 1,
+                                                ["python", *args]) from None
+    finally:
+        sys.argv = argv
 
 
 def stage_done(record_of: Path, inputs: dict, make: Callable[[], None], outputs: Callable[[], Iterable[Path]]) -> None:
@@ -77,6 +100,32 @@ def made(path: Path) -> str | None:
 def model_files(model_dir: Path) -> list[Path]:
     """What a model stage vouches for: the exported model and its card, not its checkpoints or data."""
     return [p for p in model_dir.iterdir() if p.is_file()]
+
+
+STARTED = "stage-started.json"  # how a training stage last started: its command, and whether afresh
+
+
+def train(command: tuple[str, ...], model_dir: Path, inputs: dict) -> None:
+    """A training stage: a run killed with these settings resumes from its last checkpoint; a directory
+    holding a run with other settings (a changed flag, another start model) or of unknown settings starts
+    over, the trainer deleting only the files its own run wrote (``--overwrite_output_dir``). A start afresh
+    that did not finish is started afresh again: its checkpoints may still be the other settings'."""
+    started = model_dir / STARTED
+
+    def make():
+        note = json.loads(started.read_text()) if started.exists() else None
+        if stale:  # the record's files (this note among them) are gone; its checkpoints are not
+            afresh = True
+        elif note is not None:
+            afresh = note["afresh"] or note["command"] != list(command)
+        else:
+            afresh = model_dir.is_dir() and any(model_dir.iterdir())
+        model_dir.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(started, json.dumps({"command": command, "afresh": afresh}))
+        run(*command, *(("--overwrite_output_dir",) if afresh else ()))
+
+    stale = completion.read(completion.record_path(model_dir)) is not None  # made once; redone only if stale
+    stage_done(model_dir, inputs, make, lambda: model_files(model_dir))
 
 
 def clean(text: str) -> str:
@@ -143,8 +192,7 @@ def adapt(base: Path, model_dir: Path, args, seed: int) -> Path:
                "--cutoff_len", "101", "--per_device_train_batch_size", "4", "--max_steps", str(args.adapt_steps),
                "--learning_rate", "5e-5", "--warmup_ratio", "0.1", "--mixed_precision", MIXED[args.dtype],
                "--logging_steps", "2", "--save_steps", str(max(10, args.adapt_steps // 2)), "--seed", str(seed))
-    stage_done(model_dir, {"command": command, "base": made(base)}, lambda: run(*command),
-               lambda: model_files(model_dir))
+    train(command, model_dir, {"command": command, "base": made(base)})
     return model_dir
 
 
@@ -178,8 +226,7 @@ def finetune(start: Path, train_file: Path, model_dir: Path, args, seed: int, re
                "--output_dir", str(model_dir), *recipe.flags(), "--max_steps", str(args.finetune_steps),
                "--warmup_ratio", "0.1", "--mixed_precision", MIXED[args.dtype], "--logging_steps", "2",
                "--save_steps", str(max(10, args.finetune_steps // 2)), "--seed", str(seed))
-    stage_done(model_dir, {"command": command, "start": made(start), "data": made(train_file.parent)},
-               lambda: run(*command), lambda: model_files(model_dir))
+    train(command, model_dir, {"command": command, "start": made(start), "data": made(train_file.parent)})
     return model_dir
 
 
@@ -247,10 +294,11 @@ def dense(name: str, model_dir: Path, data_dir: Path, out: Path, args) -> Path:
     return run_file
 
 
-def children_cpu_seconds() -> float:
-    """CPU time of the finished child processes (every stage runs as one): a stage's cost whatever the load."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the stages run in one or the other): a stage's
+    cost whatever the load."""
+    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF,
+                                                                       resource.RUSAGE_CHILDREN)))
 
 
 ROWS = {  # stage key -> the table's name for its row, in the table's order
@@ -294,10 +342,12 @@ def parse_args(argv=None):
                         help="precision of encoding and of the training stages' autocast; auto (default) = bfloat16 "
                              "on CPUs that run it natively (AVX-512 BF16, AMX), float32 elsewhere")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=256, help="text tokens per answer (template extra)")
+    parser.add_argument("--max-length", type=int, default=RECIPE.passage_max_len,
+                        help="text tokens per answer (template extra); the default is the fine-tuning's: answers "
+                             "are indexed as they were trained")
     parser.add_argument("--hits", type=int, default=100)
-    parser.add_argument("--adapt-steps", type=int, default=15, help="EBAE/EBAR steps (batch 4, 64-token chunks)")
-    parser.add_argument("--finetune-steps", type=int, default=16,
+    parser.add_argument("--adapt-steps", type=int, default=10, help="EBAE/EBAR steps (batch 4, 64-token chunks)")
+    parser.add_argument("--finetune-steps", type=int, default=10,
                         help=f"contrastive LoRA steps of {RECIPE.queries_per_step} questions x {RECIPE.group_size} "
                              "answers (the recipe and how it was chosen: docs/training.md)")
     parser.add_argument("--train-questions", type=int, default=2000,
@@ -347,12 +397,12 @@ def main(argv=None) -> None:
 
     def stage(key: str, work: Callable[[], Path]) -> None:
         """Run (or reuse) the stage making run ``key``; a stage a previous invocation made keeps its time."""
-        cached = made(out / "runs" / f"{key}.trec") is not None
-        t, cpu = time.time(), children_cpu_seconds()
+        before = made(out / "runs" / f"{key}.trec")
+        t, cpu = time.time(), cpu_seconds()
         runs[key.split("/")[-1]].append(work())
-        if not cached or key not in timings["wall"]:
+        if made(out / "runs" / f"{key}.trec") != before or key not in timings["wall"]:
             timings["wall"][key] = time.time() - t
-            timings["cpu"][key] = children_cpu_seconds() - cpu
+            timings["cpu"][key] = cpu_seconds() - cpu
             timings_file.write_text(json.dumps(timings, indent=2))
         log(f"{key}: {timings['wall'][key]:.0f} s, {timings['cpu'][key]:.0f} CPU s")
 

@@ -1,5 +1,6 @@
 """The demo's stages: each done only by its completion record, so a half-made output is made again."""
 
+import contextlib
 import sys
 import zlib
 from pathlib import Path
@@ -105,6 +106,43 @@ def test_a_half_exported_model_is_trained_again(commands, layout, tmp_path):
     assert commands == ["adaptation.finetune"] * 3  # another seed
 
 
+def test_a_killed_training_resumes_and_one_with_other_settings_starts_over(commands, layout, tmp_path, monkeypatch):
+    """The trainer resumes only a run of the same arguments: the stage asks it to start over otherwise."""
+    args, data, model = layout
+    longer = demo.parse_args(["--finetune-steps", "3", "--dtype", "float32"])
+    finetuned, fake, over, killing = tmp_path / "models" / "finetuned", demo.run, [], [True]
+
+    def run(*command):
+        over.append("--overwrite_output_dir" in command)
+        if killing.pop() if killing else False:
+            raise KeyboardInterrupt  # killed mid-training
+        fake(*command)
+
+    def finetune(settings, kill=False):
+        killing[:] = [kill]
+        with pytest.raises(KeyboardInterrupt) if kill else contextlib.nullcontext():
+            demo.finetune(model, data / "train.jsonl", finetuned, settings, 13)
+
+    monkeypatch.setattr(demo, "run", run)
+    finetune(args, kill=True)
+    finetune(args)
+    assert over == [False, False]  # resumed
+    finetune(longer)
+    assert over[2:] == [True]  # a finished run of other settings: started over
+    finetune(longer)
+    assert over[3:] == []  # proved by its record
+    finetune(args, kill=True)
+    assert over[3:] == [True]
+    finetune(args, kill=True)
+    assert over[4:] == [True]  # killed before it finished starting over: afresh again
+    finetune(longer)
+    assert over[5:] == [True]  # a killed run of other settings: started over
+    demo.completion.discard(demo.completion.record_path(finetuned))
+    (finetuned / "step-2").mkdir()  # a checkpoint of a run made before stages noted their settings
+    finetune(longer)
+    assert over[6:] == [True]  # a run of unknown settings: started over
+
+
 def test_seeds_train_every_training_row_once_per_seed_and_the_report_tests_the_differences(commands, tmp_path,
                                                                                           monkeypatch, capsys):
     def init(model_dir):
@@ -165,3 +203,14 @@ def test_seeds_train_every_training_row_once_per_seed_and_the_report_tests_the_d
     capsys.readouterr()
     demo.main(argv)  # every stage proved by its record: nothing runs again
     assert len(commands) == 4 + 2 * len(per_seed)
+
+
+def test_a_cli_run_in_process_stops_the_job_as_its_process_would(capsys):
+    """Pyserini's and the index builder's CLIs run in the job's process; their exit status still counts."""
+    assert "pyserini_llara.index" in demo.IN_PROCESS and "adaptation.finetune" not in demo.IN_PROCESS
+    demo.run("-m", "pyserini_llara.index", "--help")
+    assert "--corpus" in capsys.readouterr().out
+    with pytest.raises(demo.subprocess.CalledProcessError) as failed:
+        demo.run("-m", "pyserini_llara.index", "--no-such-flag")
+    assert failed.value.returncode == 2 and failed.value.cmd[:3] == ["python", "-m", "pyserini_llara.index"]
+    assert sys.argv[0] != "pyserini_llara.index"  # the job's own arguments are back
