@@ -396,7 +396,7 @@ def main(argv=None) -> None:
         timings.update(json.loads(timings_file.read_text()))
 
     def stage(key: str, work: Callable[[], Path]) -> None:
-        """Run (or reuse) the stage making run ``key``; a stage a previous invocation made keeps its time."""
+        """Run (or reuse) the stage making run ``key``; a reused stage keeps its time, a redone one is timed anew."""
         before = made(out / "runs" / f"{key}.trec")
         t, cpu = time.time(), cpu_seconds()
         runs[key.split("/")[-1]].append(work())
