@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 import yaml
@@ -180,35 +181,32 @@ def ran(out, module):
 
 
 STEPS = ["pyserini_llara.index", "pyserini_llara.queries", "pyserini.search.faiss", "ir_measures"]
+# While each step's command runs (what it leaves half-made differs by step), and once after a command ended
+# but before its record was written (the same code after every step), in the order the row reaches them.
+KILL_POINTS = [f"reproduce:{point}" for point in ("running:pyserini_llara.index", "running:pyserini_llara.queries",
+                                                   "ran:pyserini_llara.queries", "running:pyserini.search.faiss",
+                                                   "running:ir_measures")]
 
 
 @pytest.fixture(scope="module")
-def clean_row(collection, tiny_llara, tmp_path_factory):
-    """One uninterrupted run of the row (its scores and run file kept as made), shared by the two tests below.
-    The edited-files test goes on in its folder; the killed row runs over copies of its own."""
-    root = tiny_matrix(tmp_path_factory.mktemp("clean-row"), collection)
+def killed_row(collection, tiny_llara, tmp_path_factory):
+    """A row killed at every point of KILL_POINTS in turn, then run to the end: its folder, matrix and the last
+    run's output. The edited-files test goes on in its folder."""
+    root = tiny_matrix(tmp_path_factory.mktemp("killed-row"), collection)
     matrix = write_matrix(root, tiny_llara)
-    harness(matrix, root / "work")
-    values = latest_results(root / "work" / RESULTS_FILE)["tiny/row"].values
-    return root, matrix, values, next((root / "work" / "runs").glob("*.trec")).read_bytes()
+    for point in KILL_POINTS:
+        harness(matrix, root / "work", crash_at=point)
+    return root, matrix, harness(matrix, root / "work")
 
 
 @pytest.mark.slow
-def test_a_row_killed_at_every_step_reruns_to_the_scores_of_an_uninterrupted_row(clean_row, collection, tiny_llara,
-                                                                                 tmp_path):
-    _, _, clean_values, clean_run = clean_row
-    root = tiny_matrix(tmp_path, collection)
-    matrix = write_matrix(root, tiny_llara)
-
-    # While each step's command runs, and after it ended but before its record was written.
-    points = [f"reproduce:{moment}:{step}" for step in STEPS for moment in ("running", "ran")
-              if not (step == "ir_measures" and moment == "ran")]
-    for point in points:
-        harness(matrix, root / "killed", crash_at=point)
-    out = harness(matrix, root / "killed")
-    assert latest_results(root / "killed" / RESULTS_FILE)["tiny/row"].values == clean_values
-    assert ran(out, "pyserini_llara.index")[0] == "[done]"
-    assert next((root / "killed" / "runs").glob("*.trec")).read_bytes() == clean_run
+def test_a_row_killed_at_every_step_reruns_to_the_scores_an_independent_search_gives(killed_row, tiny_llara):
+    root, _, out = killed_row
+    values = latest_results(root / "work" / RESULTS_FILE)["tiny/row"].values
+    assert values == pytest.approx(independent_scores(root, tiny_llara, ["nDCG@10", "RR@10"]), abs=1e-4)
+    assert ran(out, "pyserini_llara.index")[0] == "[done]"  # made once after its kill, then reused
+    lines = next((root / "work" / "runs").glob("*.trec")).read_text().splitlines()
+    assert sorted(Counter(line.split()[0] for line in lines).items()) == [(q, 10) for q in sorted(TOPICS)]
 
 
 def edit_line(path, number, change):
@@ -218,8 +216,8 @@ def edit_line(path, number, change):
 
 
 @pytest.mark.slow
-def test_an_edited_corpus_or_topics_file_makes_exactly_the_steps_that_read_it_run_again(clean_row, tiny_llara):
-    root, matrix, _, _ = clean_row
+def test_an_edited_corpus_or_topics_file_makes_exactly_the_steps_that_read_it_run_again(killed_row, tiny_llara):
+    root, matrix, _ = killed_row
     work = root / "work"
 
     edit_line(root / "corpus.jsonl", 0, lambda line: json.dumps({**json.loads(line), "contents": TOPICS["q1"]}))
