@@ -1,6 +1,9 @@
+import json
 import os
 import runpy
+import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,18 +16,70 @@ runpy.run_path(os.path.join(OFFLINE_SITE, "sitecustomize.py"))
 
 from tiny import build_tiny_llama  # noqa: E402
 
+# What each test file took (seconds, setup and teardown included), to balance the CI legs; refreshed by a run with
+# --store-leg-seconds.
+LEG_SECONDS = Path(__file__).with_name("leg_seconds.json")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--leg", metavar="K/N", help="one of N CI legs: the files marked pyserini, and the K-th of N "
+                     "shares of the other files, balanced by leg_seconds.json")
+    parser.addoption("--store-leg-seconds", action="store_true",
+                     help="write each test file's seconds to leg_seconds.json")
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end tests that start Pyserini's CLIs (JVM, several seconds each)")
+    config.addinivalue_line("markers", "pyserini: a file whose tests go through Pyserini: it runs on every CI leg "
+                            "(each Pyserini the pins allow); the other files share the legs out (--leg)")
+    if config.getoption("--store-leg-seconds"):
+        config.pluginmanager.register(LegSeconds())
 
 
-def pytest_collection_modifyitems(items):
+class LegSeconds:
+    """Adds up each test file's seconds as reports arrive (on the controller: every worker's), written at the end."""
+
+    def __init__(self):
+        self.seconds = Counter()
+
+    def pytest_runtest_logreport(self, report):
+        self.seconds[report.nodeid.split("::")[0]] += report.duration
+
+    def pytest_sessionfinish(self, session):
+        if not hasattr(session.config, "workerinput"):
+            LEG_SECONDS.write_text(json.dumps({f: round(s, 1) for f, s in sorted(self.seconds.items())}, indent=1)
+                                   + "\n")
+
+
+def leg_seconds() -> dict[str, float]:
+    return json.loads(LEG_SECONDS.read_text()) if LEG_SECONDS.exists() else {}
+
+
+def share_out(files, legs: int, seconds: dict[str, float]) -> dict[str, int]:
+    """Each file's leg: the slowest first, each to the leg with the fewest seconds so far (a file ``seconds``
+    lacks counts as the median file)."""
+    typical = statistics.median(seconds.values()) if seconds else 1.0
+    load, leg_of = [0.0] * legs, {}
+    for file in sorted(files, key=lambda f: (-seconds.get(f, typical), f)):
+        leg_of[file] = load.index(min(load))
+        load[leg_of[file]] += seconds.get(file, typical)
+    return leg_of
+
+
+def pytest_collection_modifyitems(config, items):
     """Files with the most slow tests first: xdist (``--no-loadscope-reorder``) hands them out first, so no worker
-    starts a long file when the other is nearly done."""
+    starts a long file when the other is nearly done. With --leg, only this leg's tests."""
     slow = {}
     for item in items:
         slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
     items.sort(key=lambda item: -slow[item.path])
+    if config.getoption("--leg"):
+        leg, legs = (int(n) for n in config.getoption("--leg").split("/"))
+        name = {item: item.path.relative_to(config.rootpath).as_posix() for item in items}
+        leg_of = share_out({name[i] for i in items if not i.get_closest_marker("pyserini")}, legs, leg_seconds())
+        keep = [i for i in items if i.get_closest_marker("pyserini") or leg_of[name[i]] == leg - 1]
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from ir_measures import RR, P, nDCG
 from test_doors import pyserini_cli
 from tiny import CORPUS
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 TOPICS = {"q1": "What is a llama?", "q2": "How does insurance work after an accident?",
           "q3": "Who writes Wikipedia?", "q4": "dense retrieval inner product vectors"}
 

@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 import insuranceqa_pipeline as demo  # noqa: E402
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 
 def option(args, *names):
     return Path(next(args[args.index(name) + 1] for name in names if name in args))

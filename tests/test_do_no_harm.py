@@ -17,6 +17,8 @@ import pytest
 from pyserini_llara.plugin.hook import OFF_SWITCH
 from tiny import CORPUS, build_tiny_bert
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 RUNS = Path(__file__).parent / "pyserini_own_runs.py"
 
 

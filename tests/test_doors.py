@@ -25,6 +25,8 @@ from pyserini_llara.records import EncodedQueriesMeta
 from pyserini_llara.template import join_title
 from tiny import CORPUS, build_tiny_llama
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 TOPICS = {"q1": "What is a llama?", "q2": "How does insurance work after an accident?",
           "q3": "Who writes Wikipedia?", "q4": "dense retrieval inner product vectors"}
 HITS = 10

@@ -15,6 +15,8 @@ from pyserini_llara.queries import QueryEncodingConfig, encode_queries, main
 from pyserini_llara.records import EncodedQueriesMeta
 from test_doors import TOPICS, error_line, other_models, search, world  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 
 class Crash(BaseException):
     """Stands for a kill: no ``except Exception`` can catch it."""

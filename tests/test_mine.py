@@ -15,6 +15,8 @@ from adaptation.mine import (
     sample_negatives,
 )
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 DOCS = {f"d{i}": f"passage {i} about {topic}" for i, topic in enumerate(
     ["llamas in the andes", "car insurance deductible", "life insurance payout", "dense retrieval vectors",
      "wikipedia volunteers", "llama wool", "home insurance flood", "inner product search",

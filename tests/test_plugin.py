@@ -10,6 +10,8 @@ from pyserini_llara.names import DEFAULT_MODEL, model_name
 from pyserini_llara.plugin import java
 from test_doors import error_line, search, world  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 
 def run_python(code: str, env=None) -> str:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

@@ -11,6 +11,8 @@ from pyserini_llara.index import IndexMeta
 from pyserini_llara.index.cli import main
 from tiny import CORPUS
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 TEXTS = {f"d{i}": f"{CORPUS[i % len(CORPUS)]} Passage number {i}." for i in range(12)}
 
 

@@ -18,6 +18,8 @@ from pyserini_llara.reproduce.cli import main
 from test_cli_e2e import TOPICS, collection  # noqa: F401  (the fixture: a 30-document JSONL collection)
 from test_doors import pyserini_cli
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 ROOT = Path(__file__).resolve().parents[1]
 FORUMS = ["android", "english", "gaming", "gis", "mathematica", "physics", "programmers", "stats", "tex", "unix",
           "webmasters", "wordpress"]

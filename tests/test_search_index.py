@@ -12,6 +12,8 @@ from pyserini_llara.search_index import SearchIndexError
 from test_doors import pyserini_cli
 from tiny import CORPUS
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 N_DOCS, NLIST = 40, 4
 TOPICS = {"q1": "What is a llama?", "q2": "How does insurance work after an accident?",
           "q3": "Who writes Wikipedia?", "q4": "dense retrieval inner product vectors"}

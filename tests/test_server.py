@@ -19,6 +19,8 @@ from pyserini_llara.encoding import LlaraEncoder  # noqa: E402
 from pyserini_llara.index import IndexConfig, build_index  # noqa: E402
 from tiny import CORPUS  # noqa: E402
 
+pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
+
 QUERY = "What is a llama?"
 HITS = 3
 
