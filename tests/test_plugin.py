@@ -116,18 +116,14 @@ def test_without_java_home_the_bundled_runtime_is_used(monkeypatch):
 @pytest.mark.slow
 def test_lucene_bm25_runs_with_no_java_home(tmp_path):
     """Pyserini's Lucene side needs Java 21+; it must start with no JAVA_HOME (Debian has only 17)."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "docs.jsonl").write_text('{"id": "d1", "contents": "llamas carry packs"}\n'
-                                       '{"id": "d2", "contents": "insurance pays for damage"}\n')
     env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "JDK_HOME", "JRE_HOME")}
-    index = tmp_path / "lucene"
-    subprocess.run([sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection", "--input",
-                    str(corpus), "--index", str(index), "--threads", "1"], check=True, env=env,
-                   capture_output=True, timeout=300)
-    out = run_python(f"from pyserini.search.lucene import LuceneSearcher; "
-                     f"print([h.docid for h in LuceneSearcher({str(index)!r}).search('insurance damage', k=1)])",
-                     env=env)
+    index = str(tmp_path / "lucene")
+    out = run_python("from pyserini.index.lucene import LuceneIndexer; "
+                     "from pyserini.search.lucene import LuceneSearcher; "
+                     f"writer = LuceneIndexer({index!r}, threads=1); "
+                     "writer.add_doc_dict({'id': 'd1', 'contents': 'llamas carry packs'}); "
+                     "writer.add_doc_dict({'id': 'd2', 'contents': 'insurance pays for damage'}); writer.close(); "
+                     f"print([h.docid for h in LuceneSearcher({index!r}).search('insurance damage', k=1)])", env=env)
     assert out.endswith("['d2']")
 
 
