@@ -320,8 +320,8 @@ class Scale:
 
 SCALES = {
     "small": Scale(60, 200, "one seed about 7 min with bf16 (AVX-512 BF16), about 10 min with float32 (AVX2)"),
-    "medium": Scale(400, 2000, "per seed about 30 min with float32 (estimated from the small run's rates)"),
-    "full": Scale(0, 0, "per seed about 5 h with float32 (estimated), most of it encoding the pool 4 times"),
+    "medium": Scale(400, 2000, "one seed 32 min with float32 (measured), each further seed ~25 min"),
+    "full": Scale(0, 0, "one seed about 7 h with float32 (estimated), most of it encoding the pool 4 times"),
 }
 
 
