@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from pathlib import Path
 
 import pytest
 import yaml
@@ -24,6 +24,7 @@ from pyserini_llara.reproduce.cli import main
 from pyserini_llara.reproduce.plan import _score
 from pyserini_llara.reproduce.results import RESULTS_FILE, Outcome, append
 from test_cli_e2e import TOPICS, collection  # noqa: F401  (the fixture: a 30-document JSONL collection)
+from test_doors import pyserini_cli
 from test_reproduce import independent_scores
 
 SEARCH = "import sys; open(sys.argv[1], 'w').writelines(f'q{i} Q0 d{i} 1 1.0 t\\n' for i in (1, 2, 3))"
@@ -201,12 +202,17 @@ def killed_row(collection, tiny_llara, tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_row_killed_at_every_step_reruns_to_the_scores_an_independent_search_gives(killed_row, tiny_llara):
-    root, _, out = killed_row
+    root, matrix, out = killed_row
     values = latest_results(root / "work" / RESULTS_FILE)["tiny/row"].values
     assert values == pytest.approx(independent_scores(root, tiny_llara, ["nDCG@10", "RR@10"]), abs=1e-4)
     assert ran(out, "pyserini_llara.index")[0] == "[done]"  # made once after its kill, then reused
-    lines = next((root / "work" / "runs").glob("*.trec")).read_text().splitlines()
-    assert sorted(Counter(line.split()[0] for line in lines).items()) == [(q, 10) for q in sorted(TOPICS)]
+    search = next(step.argv for step in plan(load_matrix(matrix)["tiny/row"], root / "work")
+                  if step.name == "pyserini.search.faiss")
+    index, run = (search[search.index(flag) + 1] for flag in ("--index", "--output"))
+    on_the_fly = root / "on-the-fly.trec"  # the row's index searched by Pyserini, each query encoded as it goes
+    assert pyserini_cli("pyserini.search.faiss", "--index", index, "--topics", root / "topics.tsv",
+                        "--encoder", f"llara:{tiny_llara}", "--output", on_the_fly, "--hits", "10") == 0
+    assert Path(run).read_bytes() == on_the_fly.read_bytes()
 
 
 def edit_line(path, number, change):
