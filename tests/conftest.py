@@ -77,8 +77,10 @@ def pytest_collection_modifyitems(config, items):
         leg, legs = (int(n) for n in config.getoption("--leg").split("/"))
         name = {item: item.path.relative_to(config.rootpath).as_posix() for item in items}
         leg_of = share_out({name[i] for i in items if not i.get_closest_marker("pyserini")}, legs, leg_seconds())
-        keep = [i for i in items if i.get_closest_marker("pyserini") or leg_of[name[i]] == leg - 1]
-        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        keep, drop = [], []
+        for item in items:
+            (keep if item.get_closest_marker("pyserini") or leg_of[name[item]] == leg - 1 else drop).append(item)
+        config.hook.pytest_deselected(items=drop)
         items[:] = keep
 
 
