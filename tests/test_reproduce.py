@@ -1,5 +1,6 @@
 """The reproduction matrix: valid ids everywhere, the right BEIR commands, and a row that runs end to end."""
 
+import dataclasses
 import json
 import re
 import shlex
@@ -16,7 +17,6 @@ from pyserini_llara.encoding import LlaraEncoder
 from pyserini_llara.reproduce import MatrixError, Step, StepError, load_matrix, plan, run_steps, select
 from pyserini_llara.reproduce.cli import main
 from test_cli_e2e import TOPICS, collection  # noqa: F401  (the fixture: a 30-document JSONL collection)
-from test_doors import pyserini_cli
 
 pytestmark = pytest.mark.pyserini  # through Pyserini: runs on every CI leg
 
@@ -231,6 +231,14 @@ def test_another_model_gets_its_own_index_and_run_and_is_measured_not_judged(mat
     assert reproduce.judge(mine, {"nDCG@10": 0.1, "R@100": 0.2}).status == "measured"
 
 
+def test_another_index_type_gets_its_own_index_and_run_and_shares_the_queries(matrix, tmp_path):
+    row = matrix["beir/scifact/llara-beir"]
+    flat, hnsw = plan(row, tmp_path), plan(dataclasses.replace(row, index_type="HNSW32"), tmp_path)
+    assert flat[2] == hnsw[2]  # the encoded queries: one step, made once, read by both searches
+    assert flat[1].creates != hnsw[1].creates and flat[3].creates != hnsw[3].creates  # index, run
+    assert hnsw[1].argv[hnsw[1].argv.index("--index-type") + 1] == "HNSW32"
+
+
 @pytest.mark.parametrize("cache", ["pyserini_llara.index", "pyserini_llara.queries"])
 def test_a_cached_index_or_encoded_queries_of_other_weights_are_made_again(matrix, tiny_llara, tmp_path, cache,
                                                                           monkeypatch):
@@ -265,64 +273,75 @@ def test_judging_respects_the_tolerance(matrix):
     assert reproduce.judge(matrix["beir/nq/llara-beir"], {"nDCG@10": 0.1, "R@100": 0.9}).status == "measured"
 
 
-def independent_scores(collection, model, metrics):
-    """The row's scores without Pyserini or faiss: our encoder, a dot product, every document ranked."""
+def independent_run(collection, model) -> dict[str, dict[str, float]]:
+    """The row's run without Pyserini or faiss: our encoder, a dot product, every document ranked."""
     encoder = LlaraEncoder.from_pretrained(str(model), dtype="float32")
     docs = [json.loads(line) for line in (collection / "corpus.jsonl").read_text().splitlines()]
     scores = encoder.encode_queries(list(TOPICS.values())) @ encoder.encode_passages([d["contents"] for d in docs]).T
-    run = {qid: {d["id"]: float(s) for d, s in zip(docs, row)} for qid, row in zip(TOPICS, scores)}
+    return {qid: {d["id"]: float(s) for d, s in zip(docs, row)} for qid, row in zip(TOPICS, scores)}
+
+
+def independent_scores(collection, model, metrics, run=None):
+    run = run or independent_run(collection, model)
     qrels = ir_measures.read_trec_qrels(str(collection / "qrels.txt"))
     values = ir_measures.calc_aggregate([ir_measures.parse_measure(m) for m in metrics], qrels, run)
     return {str(m): float(v) for m, v in values.items()}
 
 
+def ranked(run: Path) -> dict[str, list[tuple[str, float]]]:
+    """A TREC run file as each query's (docid, score) in rank order."""
+    hits = {}
+    for line in run.read_text().splitlines():
+        qid, _, docid, rank, score, _ = line.split()
+        hits.setdefault(qid, []).append((int(rank), docid, float(score)))
+    return {qid: [(docid, score) for _, docid, score in sorted(found)] for qid, found in hits.items()}
+
+
+def assert_top_of(run: Path, exact: dict[str, dict[str, float]], hits=10):
+    """The run file ranks each query's best ``hits`` documents of the exact run, in its order, with its scores."""
+    found = ranked(run)
+    assert found.keys() == exact.keys()
+    for qid, got in found.items():
+        best = sorted(exact[qid].items(), key=lambda hit: -hit[1])[:hits]
+        assert [docid for docid, _ in got] == [docid for docid, _ in best], qid
+        assert [score for _, score in got] == pytest.approx([score for _, score in best], abs=1e-5), qid
+
+
 @pytest.mark.slow
 def test_a_row_runs_end_to_end_as_dry_run_prints_and_a_wrong_expectation_fails(collection, tiny_llara, tmp_path,
                                                                                  capsys):
-    """Also: the queries are encoded once for both rows (two index types) and give the on-the-fly run."""
+    """Also: the search reads the queries encoded once and ranks as an exact search does; a rerun only scores
+    again. (That encoded queries give the on-the-fly run is test_doors'.)"""
     metrics = ["nDCG@10", "RR@10"]
-    expected = independent_scores(collection, tiny_llara, metrics)
-    condition = {"kind": "dense", "model": str(tiny_llara), "corpus": str(collection / "corpus.jsonl"),
-                 "topics": str(collection / "topics.tsv"), "qrels": str(collection / "qrels.txt"), "hits": 10,
-                 "precision": "float32", "device": "cpu", "batch_size": 8, "metrics": metrics, "tolerance": 1e-4,
-                 "source": "computed by the test"}
-    wrong = {m: v + 0.05 for m, v in expected.items()}
+    exact = independent_run(collection, tiny_llara)
+    expected = independent_scores(collection, tiny_llara, metrics, exact)
+    row = {"id": "tiny/row", "kind": "dense", "model": str(tiny_llara), "corpus": str(collection / "corpus.jsonl"),
+           "topics": str(collection / "topics.tsv"), "qrels": str(collection / "qrels.txt"), "hits": 10,
+           "precision": "float32", "device": "cpu", "batch_size": 8, "metrics": metrics, "tolerance": 1e-4,
+           "expected": expected, "source": "computed by the test"}
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump({"conditions": {"tiny": condition}, "rows": [
-        {"id": "tiny/right", "condition": "tiny", "expected": expected},
-        {"id": "tiny/wrong", "condition": "tiny", "index_type": "HNSW32", "expected": wrong}]}))
-    args = ["--matrix", str(path), "--work-dir", str(tmp_path / "work"), "--row", "tiny/right"]
-    args_all = [*args, "--row", "tiny/wrong"]
+    path.write_text(yaml.safe_dump({"rows": [row]}))
+    args = ["--matrix", str(path), "--work-dir", str(tmp_path / "work"), "--row", "tiny/row"]
 
-    planned = dry_run(capsys, *args_all)
-    assert main(args_all) == 1  # the wrong expectation fails
+    planned = dry_run(capsys, *args)
+    assert main(args) == 0
     out = capsys.readouterr().out
     ran = [re.sub(r"^(\$|\[done\]) ", "", line) for line in out.splitlines() if line.startswith(("$ ", "[done] "))]
-    assert ran == planned
+    assert ran == planned and all(line.startswith("$ ") for line in out.splitlines() if "python -m" in line)
+    assert next(line for line in out.splitlines() if line.startswith("tiny/")).endswith("pass")
+    steps = plan(load_matrix(path)["tiny/row"], tmp_path / "work")
+    search = steps[-2].argv
+    assert search[search.index("--encoded-queries") + 1] == steps[-3].creates
+    assert "--encoder" not in search
+    assert_top_of(Path(search[search.index("--output") + 1]), exact)
 
-    def first_words(module):
-        return [line.split()[0] for line in out.splitlines() if f"-m {module} " in line]
-
-    assert first_words("pyserini_llara.index") == ["$", "$"]  # the HNSW row builds its own index
-    assert first_words("pyserini_llara.queries") == ["$", "[done]"]  # both rows read the same queries
-    assert first_words("pyserini.search.faiss") == ["$", "$"]
-    table = {line.split()[0]: line for line in out.splitlines() if line.startswith("tiny/")}
-    assert table["tiny/right"].endswith("pass") and table["tiny/wrong"].endswith("FAIL")
+    path.write_text(yaml.safe_dump({"rows": [{**row, "expected": {m: v + 0.05 for m, v in expected.items()}}]}))
+    assert main(args) == 1  # the same run, scored again, and judged against a wrong expectation
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines() if "python -m" in line] == ["[done]"] * 3 + ["$"]
+    assert next(line for line in out.splitlines() if line.startswith("tiny/")).endswith("FAIL")
 
     records = [json.loads(line) for line in (tmp_path / "work" / "results.jsonl").read_text().splitlines()]
-    assert [(r["row"], r["status"]) for r in records] == [("tiny/right", "pass"), ("tiny/wrong", "fail")]
-    assert records[0]["measured"] == pytest.approx(expected, abs=1e-4)
-    right = plan(load_matrix(path)["tiny/right"], tmp_path / "work")
-    assert records[0]["commands"] == planned[:len(right)]
-
-    search = right[-2].argv
-    assert search[search.index("--encoded-queries") + 1] == right[-3].creates
-    assert "--encoder" not in search
-    index, topics, run = (search[search.index(flag) + 1] for flag in ("--index", "--topics", "--output"))
-    on_the_fly = tmp_path / "on-the-fly.trec"  # Pyserini encodes each query as it searches it
-    assert pyserini_cli("pyserini.search.faiss", "--index", index, "--topics", topics,
-                        "--encoder", f"llara:{tiny_llara}", "--output", on_the_fly, "--hits", "10") == 0
-    assert Path(run).read_bytes() == on_the_fly.read_bytes()
-
-    assert main(args) == 0  # a rerun of the right row only scores again
-    assert sum(line.startswith("$ ") for line in capsys.readouterr().out.splitlines()) == 1
+    assert [r["status"] for r in records] == ["pass", "fail"]
+    assert records[0]["measured"] == records[1]["measured"] == pytest.approx(expected, abs=1e-4)
+    assert records[0]["commands"] == planned

@@ -24,8 +24,7 @@ from pyserini_llara.reproduce.cli import main
 from pyserini_llara.reproduce.plan import _score
 from pyserini_llara.reproduce.results import RESULTS_FILE, Outcome, append
 from test_cli_e2e import TOPICS, collection  # noqa: F401  (the fixture: a 30-document JSONL collection)
-from test_doors import pyserini_cli
-from test_reproduce import independent_scores
+from test_reproduce import assert_top_of, independent_run, independent_scores, ranked
 
 SEARCH = "import sys; open(sys.argv[1], 'w').writelines(f'q{i} Q0 d{i} 1 1.0 t\\n' for i in (1, 2, 3))"
 
@@ -158,35 +157,37 @@ def write_matrix(root, model):
 
 
 def harness(matrix, work, crash_at=None):
-    """The harness as a process group of its own; with ``crash_at``, it exits at that point and the test then
-    kills the whole group (the step's command too) with SIGKILL."""
+    """The harness as a process group of its own. At a point of the harness (``reproduce:...``) it exits there and
+    the test then kills the whole group (the step's command too) with SIGKILL; at a point of the index builder,
+    that step's command dies there and the harness records the row's error."""
     env = {**os.environ, CRASH_ENV: crash_at} if crash_at else dict(os.environ)
     process = subprocess.Popen([sys.executable, "-m", "pyserini_llara.reproduce", "--matrix", str(matrix),
                                 "--work-dir", str(work), "--row", "tiny/row"], env=env, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = process.communicate(timeout=600)
-    if crash_at:
+    if crash_at and crash_at.startswith("reproduce:"):
         assert process.returncode == 137, err[-3000:]
         time.sleep(1)  # a step's command killed while it works, not as it starts
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:  # the step's command had ended too
             pass
+    elif crash_at:
+        assert process.returncode == 1 and "error: tiny/row: exit status 137" in out, err[-3000:]
     else:
         assert process.returncode == 0, err[-3000:]
     return out
 
 
 def ran(out, module):
-    return [line.split()[0] for line in out.splitlines() if f"-m {module} " in line and line[0] in "$[" ]
+    return [line.split()[0] for line in out.splitlines() if f"-m {module} " in line and line[0] in "$["]
 
 
 STEPS = ["pyserini_llara.index", "pyserini_llara.queries", "pyserini.search.faiss", "ir_measures"]
-# While each step's command runs (what it leaves half-made differs by step), and once after a command ended
-# but before its record was written (the same code after every step), in the order the row reaches them.
-KILL_POINTS = [f"reproduce:{point}" for point in ("running:pyserini_llara.index", "running:pyserini_llara.queries",
-                                                   "ran:pyserini_llara.queries", "running:pyserini.search.faiss",
-                                                   "running:ir_measures")]
+# In the order the row reaches them: the index's command dies after writing its encoded chunk (a half-made index,
+# which --resume finishes); a command ended but the harness died before its record (the same code after every
+# step); the harness and its search killed while the search runs.
+KILL_POINTS = ["build:chunk", "reproduce:ran:pyserini_llara.index", "reproduce:running:pyserini.search.faiss"]
 
 
 @pytest.fixture(scope="module")
@@ -201,18 +202,15 @@ def killed_row(collection, tiny_llara, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_row_killed_at_every_step_reruns_to_the_scores_an_independent_search_gives(killed_row, tiny_llara):
+def test_a_row_killed_at_every_step_reruns_to_the_run_and_scores_an_independent_search_gives(killed_row, tiny_llara):
     root, matrix, out = killed_row
+    assert [ran(out, step)[0] for step in STEPS] == ["[done]", "[done]", "$", "$"]
+    exact = independent_run(root, tiny_llara)
     values = latest_results(root / "work" / RESULTS_FILE)["tiny/row"].values
-    assert values == pytest.approx(independent_scores(root, tiny_llara, ["nDCG@10", "RR@10"]), abs=1e-4)
-    assert ran(out, "pyserini_llara.index")[0] == "[done]"  # made once after its kill, then reused
+    assert values == pytest.approx(independent_scores(root, tiny_llara, ["nDCG@10", "RR@10"], exact), abs=1e-4)
     search = next(step.argv for step in plan(load_matrix(matrix)["tiny/row"], root / "work")
                   if step.name == "pyserini.search.faiss")
-    index, run = (search[search.index(flag) + 1] for flag in ("--index", "--output"))
-    on_the_fly = root / "on-the-fly.trec"  # the row's index searched by Pyserini, each query encoded as it goes
-    assert pyserini_cli("pyserini.search.faiss", "--index", index, "--topics", root / "topics.tsv",
-                        "--encoder", f"llara:{tiny_llara}", "--output", on_the_fly, "--hits", "10") == 0
-    assert Path(run).read_bytes() == on_the_fly.read_bytes()
+    assert_top_of(Path(search[search.index("--output") + 1]), exact)
 
 
 def edit_line(path, number, change):
@@ -235,8 +233,5 @@ def test_an_edited_corpus_or_topics_file_makes_exactly_the_steps_that_read_it_ru
     edit_line(root / "topics.tsv", 1, lambda line: "q2\tWhat is a llama?")
     out = harness(matrix, work)
     assert [ran(out, step)[-1] for step in STEPS] == ["[done]", "$", "$", "$"]
-    ranked = {}
-    for line in next((work / "runs").glob("*.trec")).read_text().splitlines():
-        qid, _, docid, rank, score, _ = line.split()
-        ranked.setdefault(qid, []).append((docid, rank, score))
-    assert ranked["q2"] == ranked["q1"]  # the new text of q2 is q1's
+    run = ranked(next((work / "runs").glob("*.trec")))
+    assert run["q2"] == run["q1"]  # the new text of q2 is q1's
