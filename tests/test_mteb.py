@@ -2,11 +2,11 @@
 
 import ir_measures
 import pytest
-from mteb.mocks.mock_tasks.retrieval import MockRetrievalTask, base_retrieval_datasplit
 
 from pyserini_llara.encoding import LlaraEncoder
-from pyserini_llara.mteb import LlaraMtebEncoder, evaluate, retrieval_tasks
 from pyserini_llara.template import join_title
+
+# mteb is imported by the tests, not here: its import would add seconds to every test worker's collection.
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +16,10 @@ def encoder(tiny_llara):
 
 def test_mteb_scores_what_llara_encoding_and_ir_measures_give(encoder, tiny_llara, monkeypatch):
     """MTEB's nDCG@10 on its shipped retrieval task equals an independent run: our encoder, dot product, ir-measures."""
+    from mteb.mocks.mock_tasks.retrieval import MockRetrievalTask, base_retrieval_datasplit
+
+    from pyserini_llara.mteb import LlaraMtebEncoder, evaluate
+
     calls = []
     encode = LlaraEncoder.encode
 
@@ -42,6 +46,10 @@ def test_mteb_scores_what_llara_encoding_and_ir_measures_give(encoder, tiny_llar
 
 
 def test_a_task_without_query_and_passage_sides_is_refused(encoder, tiny_llara):
+    from mteb.mocks.mock_tasks.retrieval import MockRetrievalTask
+
+    from pyserini_llara.mteb import LlaraMtebEncoder
+
     task = MockRetrievalTask()
     with pytest.raises(ValueError, match="different prompts"):
         LlaraMtebEncoder(str(tiny_llara), encoder=encoder).encode([{"text": ["a"]}], task_metadata=task.metadata,
@@ -49,6 +57,8 @@ def test_a_task_without_query_and_passage_sides_is_refused(encoder, tiny_llara):
 
 
 def test_the_default_tasks_are_the_15_retrieval_tasks_of_mteb_english_v1():
+    from pyserini_llara.mteb import retrieval_tasks
+
     names = {task.metadata.name for task in retrieval_tasks()}
     assert names == {"ArguAna", "ClimateFEVER", "CQADupstackRetrieval", "DBPedia", "FEVER", "FiQA2018", "HotpotQA",
                      "MSMARCO", "NFCorpus", "NQ", "QuoraRetrieval", "SCIDOCS", "SciFact", "Touche2020", "TRECCOVID"}
@@ -57,6 +67,7 @@ def test_the_default_tasks_are_the_15_retrieval_tasks_of_mteb_english_v1():
 
 def test_the_model_meta_is_filled_from_the_model(encoder, tiny_llara):
     from pyserini_llara.fingerprint import model_fingerprint
+    from pyserini_llara.mteb import LlaraMtebEncoder
 
     meta = LlaraMtebEncoder(str(tiny_llara), encoder=encoder).mteb_model_meta
     assert (meta.name, meta.revision) == (str(tiny_llara), model_fingerprint(str(tiny_llara)))
@@ -73,6 +84,7 @@ def test_training_datasets_and_base_model_where_known(encoder, tiny_llara, tmp_p
     import mteb
 
     from adaptation.export import model_card
+    from pyserini_llara.mteb import LlaraMtebEncoder
 
     released = LlaraMtebEncoder("BAAI/LLARA-passage", encoder=encoder).mteb_model_meta
     assert released.training_datasets == {"MSMARCO"}
