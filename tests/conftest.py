@@ -22,8 +22,8 @@ runpy.run_path(os.path.join(OFFLINE_SITE, "sitecustomize.py"))
 
 from tiny import build_tiny_llama  # noqa: E402
 
-# What each test file took (seconds, setup and teardown included), to balance the CI legs; refreshed by a run with
-# --store-leg-seconds.
+# What each test file took (seconds, setup and teardown included): the files the CI legs share out, and the files
+# marked pyserini on each leg (they run on every leg); refreshed by running each leg with --store-leg-seconds.
 LEG_SECONDS = Path(__file__).with_name("leg_seconds.json")
 
 
@@ -31,7 +31,8 @@ def pytest_addoption(parser):
     parser.addoption("--leg", metavar="K/N", help="one of N CI legs: the files marked pyserini, and the K-th of N "
                      "shares of the other files, balanced by leg_seconds.json")
     parser.addoption("--store-leg-seconds", action="store_true",
-                     help="write each test file's seconds to leg_seconds.json")
+                     help="write the seconds of this run's files to leg_seconds.json (those of the files marked "
+                     "pyserini only with --leg, as that leg's)")
 
 
 def pytest_configure(config):
@@ -46,43 +47,65 @@ class LegSeconds:
     """Adds up each test file's seconds as reports arrive (on the controller: every worker's), written at the end."""
 
     def __init__(self):
-        self.seconds = Counter()
+        self.seconds, self.marked = Counter(), set()
 
     def pytest_runtest_logreport(self, report):
-        self.seconds[report.nodeid.split("::")[0]] += report.duration
+        file = report.nodeid.split("::")[0]
+        self.seconds[file] += report.duration
+        if "pyserini" in report.keywords:
+            self.marked.add(file)
 
     def pytest_sessionfinish(self, session):
-        if not hasattr(session.config, "workerinput"):
-            LEG_SECONDS.write_text(json.dumps({f: round(s, 1) for f, s in sorted(self.seconds.items())}, indent=1)
-                                   + "\n")
+        if hasattr(session.config, "workerinput"):
+            return
+        known, root, leg = leg_seconds(), session.config.rootpath, session.config.getoption("--leg")
+        seconds = {f: round(s, 1) for f, s in self.seconds.items()}
+        shared = {f: s for f, s in {**known["shared"], **seconds}.items() if f not in self.marked}
+        if leg:
+            known["marked"][leg] = {f: s for f, s in seconds.items() if f in self.marked}
+        known = {"marked": {leg: dict(sorted(files.items())) for leg, files in sorted(known["marked"].items())},
+                 "shared": {f: s for f, s in sorted(shared.items()) if (root / f).exists()}}  # not deleted files
+        LEG_SECONDS.write_text(json.dumps(known, indent=1) + "\n")
 
 
-def leg_seconds() -> dict[str, float]:
-    return json.loads(LEG_SECONDS.read_text()) if LEG_SECONDS.exists() else {}
+def leg_seconds() -> dict:
+    return json.loads(LEG_SECONDS.read_text()) if LEG_SECONDS.exists() else {"marked": {}, "shared": {}}
 
 
-def share_out(files, legs: int, seconds: dict[str, float]) -> dict[str, int]:
-    """Each file's leg: the slowest first, each to the leg with the fewest seconds so far (a file ``seconds``
-    lacks counts as the median file)."""
+def file_seconds(leg: str | None) -> dict[str, float]:
+    """Each file's seconds: the shared files', and the marked files' on this leg (without one, on any leg)."""
+    known = leg_seconds()
+    return {**known["shared"], **(known["marked"].get(leg) or next(iter(known["marked"].values()), {}))}
+
+
+def share_out(files, legs: int, seconds: dict[str, float], start=None) -> dict[str, int]:
+    """Each file's leg: the slowest first, each to the leg with the fewest seconds so far, counting from ``start``
+    (what each leg spends anyway); a file ``seconds`` lacks counts as the median file."""
     typical = statistics.median(seconds.values()) if seconds else 1.0
-    load, leg_of = [0.0] * legs, {}
+    load, leg_of = list(start or [0.0] * legs), {}
     for file in sorted(files, key=lambda f: (-seconds.get(f, typical), f)):
         leg_of[file] = load.index(min(load))
         load[leg_of[file]] += seconds.get(file, typical)
     return leg_of
 
 
+def legs_of(files, legs: int) -> dict[str, int]:
+    """The files that are not marked pyserini, shared out by leg_seconds.json: the same on every leg."""
+    known = leg_seconds()
+    marked = [sum(known["marked"].get(f"{k + 1}/{legs}", {}).values()) for k in range(legs)]
+    return share_out(files, legs, known["shared"], marked)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Files with the most slow tests first: xdist (``--no-loadscope-reorder``) hands them out first, so no worker
-    starts a long file when the other is nearly done. With --leg, only this leg's tests."""
-    slow = {}
-    for item in items:
-        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
-    items.sort(key=lambda item: -slow[item.path])
+    """The slowest files first (by leg_seconds.json): xdist (``--no-loadscope-reorder``) hands them out in this
+    order, so no worker starts a long file when the other is nearly done. With --leg, only this leg's tests."""
+    name = {item: item.path.relative_to(config.rootpath).as_posix() for item in items}
+    seconds = file_seconds(config.getoption("--leg"))
+    typical = statistics.median(seconds.values()) if seconds else 1.0
+    items.sort(key=lambda item: (-seconds.get(name[item], typical), name[item]))
     if config.getoption("--leg"):
         leg, legs = (int(n) for n in config.getoption("--leg").split("/"))
-        name = {item: item.path.relative_to(config.rootpath).as_posix() for item in items}
-        leg_of = share_out({name[i] for i in items if not i.get_closest_marker("pyserini")}, legs, leg_seconds())
+        leg_of = legs_of({name[i] for i in items if not i.get_closest_marker("pyserini")}, legs)
         keep, drop = [], []
         for item in items:
             (keep if item.get_closest_marker("pyserini") or leg_of[name[item]] == leg - 1 else drop).append(item)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import leg_seconds, share_out
+from conftest import legs_of, share_out
 
 TESTS = Path(__file__).resolve().parent
 FILES = sorted(p.name for p in TESTS.glob("test_*.py"))
@@ -30,6 +30,8 @@ def test_the_other_files_are_shared_out_one_leg_each_by_their_seconds():
     assert sorted(legs) == sorted(seconds) and set(legs.values()) == {0, 1}
     assert legs == {"a": 0, "b": 1, "c": 1, "d": 0}  # 110 s and 110 s
     assert share_out(["new", "a", "d"], 2, seconds) == {"a": 0, "new": 1, "d": 1}  # new: the median file, 55 s
+    # the second leg spends 40 s more on its marked files: c goes to the first (150 s against 40 + 70 s)
+    assert share_out(seconds, 2, seconds, start=[0.0, 40.0]) == {"a": 0, "b": 1, "c": 0, "d": 1}
 
 
 def test_a_leg_collects_the_marked_files_and_its_share_of_the_others():
@@ -39,6 +41,6 @@ def test_a_leg_collects_the_marked_files_and_its_share_of_the_others():
     files = {line.split("::")[0].removeprefix("tests/") for line in collected.stdout.splitlines() if "::" in line}
     skipped = set(re.findall(r"SKIPPED \[\d+\] tests/(test_\w+\.py)", collected.stdout))  # a whole file skipped here
     others = [f"tests/{name}" for name in FILES if name not in MARKED]
-    second = {path.removeprefix("tests/") for path, leg in share_out(others, 2, leg_seconds()).items() if leg == 1}
+    second = {path.removeprefix("tests/") for path, leg in legs_of(others, 2).items() if leg == 1}
     assert files | skipped == MARKED | second
     assert second and len(second) < len(others)
