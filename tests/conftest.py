@@ -36,7 +36,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end-to-end tests that start Pyserini's CLIs (JVM, several seconds each)")
+    config.addinivalue_line("markers", "slow: end-to-end tests that start processes (Pyserini's CLIs, torchrun), "
+                            "several seconds each: -m 'not slow' leaves them out")
     config.addinivalue_line("markers", "pyserini: a file whose tests go through Pyserini: it runs on every CI leg "
                             "(each Pyserini the pins allow); the other files share the legs out (--leg)")
     if config.getoption("--store-leg-seconds"):
