@@ -2,6 +2,7 @@
 YAML config with ``encoder: llara:DIR``; the hits' text comes from the Lucene index named as ``base_index``.
 Pyserini 1.6 has no server: these tests run on the 2.x leg."""
 
+import importlib.util
 import json
 import socket
 import subprocess
@@ -13,7 +14,10 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-pytest.importorskip("pyserini.server.config", reason="Pyserini 1.6's server opens prebuilt indexes only")
+# Looked up, not imported: the import starts Pyserini's dense search (seconds) in every test worker that collects
+# this file, and the server runs in a process of its own.
+if importlib.util.find_spec("pyserini.server.config") is None:
+    pytest.skip("Pyserini 1.6's server opens prebuilt indexes only", allow_module_level=True)
 
 from pyserini_llara.encoding import LlaraEncoder  # noqa: E402
 from pyserini_llara.index import IndexConfig, build_index  # noqa: E402
