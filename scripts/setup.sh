@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-# CPU wheel by default; on a GPU machine set TORCH_SPEC to the CUDA build you want.
+# torch as pip finds it (PyPI's Linux wheel is the CUDA build, which also runs on CPU; a wheelhouse in
+# PIP_FIND_LINKS may offer the CPU build); set TORCH_SPEC for another build.
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 wanted=$(version "$PYTHON")
