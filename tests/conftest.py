@@ -12,9 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 # xdist's workers share the cores: each worker, and each process its tests start, gets its share of threads (unless
 # OMP_NUM_THREADS says otherwise). Two workers of two threads each on 2 cores made a CI leg ~1.5x slower: OpenMP
 # threads beyond the cores spin against each other.
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-    os.environ.setdefault("OMP_NUM_THREADS",
-                          str(max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: none
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // WORKERS)))
 # Pyserini 2.x reads catalogues from the network at import: every interpreter of the tests gets them offline.
 OFFLINE_SITE = str(Path(__file__).parent / "offline_site")
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [OFFLINE_SITE, os.environ.get("PYTHONPATH")]))
