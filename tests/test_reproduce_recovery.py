@@ -202,7 +202,7 @@ def killed_row(collection, tiny_llara, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_row_killed_at_every_step_reruns_to_the_run_and_scores_an_independent_search_gives(killed_row, tiny_llara):
+def test_a_row_killed_at_each_kill_point_reruns_to_the_run_and_scores_an_exact_search_gives(killed_row, tiny_llara):
     root, matrix, out = killed_row
     assert [ran(out, step)[0] for step in STEPS] == ["[done]", "[done]", "$", "$"]
     exact = independent_run(root, tiny_llara)
