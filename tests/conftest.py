@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 # xdist's workers share the cores: each worker, and each process its tests start, gets its share of threads (unless
-# OMP_NUM_THREADS says otherwise). Two workers of two threads each on 2 cores made a CI leg ~1.5x slower: OpenMP
-# threads beyond the cores spin against each other.
+# OMP_NUM_THREADS says otherwise). Two workers of two threads each on a 2-core Ice Lake Xeon made a CI leg ~1.5x
+# slower: OpenMP threads beyond the cores spin against each other.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if WORKERS > 1:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: none
